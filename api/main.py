@@ -1,0 +1,47 @@
+"""The FastAPI application factory: `uvicorn --factory api.main:create_app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from api.problems import install_problem_handlers
+from api.routes import cases, evidence, intake
+from storage.db import make_engine, migrate, session_factory
+from storage.objectstore import ObjectStore, S3ObjectStore
+from storage.settings import Settings, get_settings
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, store: ObjectStore | None = None) -> FastAPI:
+    """Build the API; the record store is migrated and the buckets prepared when it starts."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.effective_database_url)
+        migrate(engine)
+        app.state.settings = settings
+        app.state.session_factory = session_factory(engine)
+        app.state.store = store or S3ObjectStore.from_settings(settings)
+        app.state.store.ensure_buckets()
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="Locard case API", version="0.1.0", lifespan=lifespan,
+                  description="Forensic evidence intake, analysis results and chain of custody.")
+    install_problem_handlers(app)
+    v1 = APIRouter(prefix=API_PREFIX)
+
+    @v1.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    v1.include_router(cases.router)
+    v1.include_router(evidence.router)
+    v1.include_router(intake.router)
+    app.include_router(v1)
+    return app

@@ -1,0 +1,1 @@
+"""Routers of the case API, versioned under /api/v1."""

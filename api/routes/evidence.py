@@ -1,0 +1,132 @@
+"""Evidence: upload (streamed) or presigned upload, read with custody, verified download, analysis, findings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import CurrentCase, CurrentEvidence, CurrentPrincipal, SessionDep, SettingsDep, StoreDep
+from api.problems import Problem
+from api.schemas import (
+    AnalysisRunRead,
+    AnalysisStatus,
+    EvidenceDetail,
+    EvidenceRead,
+    FindingRead,
+    JobRead,
+    PresignedUploadCreate,
+    PresignedUploadRead,
+    UploadResult,
+)
+from api.uploads import receive_upload
+from storage import intake, records
+from storage.db import transaction
+from storage.objectstore import IntegrityError, ObjectStoreError
+
+router = APIRouter(tags=["evidence"])
+KindFilter = Annotated[str | None, Query(max_length=100, description="a finding kind, or a prefix like 'hash.*'")]
+
+UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"],
+    "properties": {"file": {"type": "string", "format": "binary"}}}}}}}
+
+
+@router.post("/cases/{case_id}/evidence", response_model=UploadResult, status_code=status.HTTP_201_CREATED,
+             openapi_extra=UPLOAD_BODY, responses={200: {"model": UploadResult,
+                                                          "description": "content already held"}})
+async def upload_evidence(request: Request, response: Response, case: CurrentCase, session: SessionDep,
+                          store: StoreDep, settings: SettingsDep, principal: CurrentPrincipal) -> UploadResult:
+    """Upload one evidence file (multipart part `file`); the same content twice answers with the existing item."""
+    upload = await receive_upload(request, limit=settings.max_upload_bytes)
+    try:
+        result = await run_in_threadpool(
+            intake.ingest_file, session, store, case=case, path=upload.path, sha256=upload.sha256,
+            size=upload.size, filename=upload.filename, declared_media_type=upload.content_type,
+            actor=principal.name, max_attempts=settings.job_max_attempts)
+    except ObjectStoreError as exc:
+        raise Problem(502, "Object store refused the evidence", str(exc)) from exc
+    finally:
+        upload.path.unlink(missing_ok=True)
+    if not result.created:
+        response.status_code = status.HTTP_200_OK
+    return UploadResult(created=result.created, evidence=EvidenceRead.model_validate(result.evidence))
+
+
+@router.post("/cases/{case_id}/evidence/presigned-upload", response_model=PresignedUploadRead,
+             status_code=status.HTTP_201_CREATED)
+def presign_upload(body: PresignedUploadCreate, case: CurrentCase, store: StoreDep,
+                   settings: SettingsDep, principal: CurrentPrincipal) -> PresignedUploadRead:
+    """A short-lived URL to PUT one large file straight into the evidence bucket; intake follows by itself."""
+    key = f"cases/{case.reference}/uploads/{uuid.uuid4()}/{intake.safe_filename(body.filename)}"
+    expires = dt.timedelta(seconds=settings.presign_expiry_seconds)
+    url = store.presigned_put(key, expires)
+    return PresignedUploadRead(url=url, bucket=store.evidence_bucket, key=key,
+                               expires_at=dt.datetime.now(dt.UTC) + expires)
+
+
+@router.get("/evidence/{evidence_id}", response_model=EvidenceDetail)
+def get_evidence(evidence: CurrentEvidence, session: SessionDep) -> EvidenceDetail:
+    custody = records.custody_of(session, evidence_id=evidence.id)
+    base = EvidenceRead.model_validate(evidence).model_dump()
+    return EvidenceDetail.model_validate({**base, "custody": list(custody)})
+
+
+@router.get("/evidence/{evidence_id}/content", response_class=FileResponse,
+            responses={200: {"content": {"application/octet-stream": {}}},
+                       409: {"description": "the stored bytes no longer match the recorded SHA-256"}})
+def download_evidence(request: Request, evidence: CurrentEvidence, session: SessionDep, store: StoreDep,
+                      principal: CurrentPrincipal) -> FileResponse:
+    """The evidence bytes, released only after their SHA-256 has been checked against the intake record."""
+    handle = tempfile.NamedTemporaryFile(prefix="locard-download-", delete=False)  # noqa: SIM115
+    handle.close()
+    path = Path(handle.name)
+    try:
+        store.download(evidence.bucket, evidence.object_key, evidence.version_id or "", path,
+                       expected_sha256=evidence.sha256)
+    except IntegrityError as exc:
+        path.unlink(missing_ok=True)
+        with transaction(request.app.state.session_factory) as own:
+            records.add_custody(own, evidence_id=evidence.id, actor=principal.name, action="integrity_failure",
+                                detail={"error": str(exc)})
+        raise Problem(409, "Integrity check failed",
+                      "The stored bytes do not match the SHA-256 recorded at intake; the download is refused.",
+                      sha256=evidence.sha256) from exc
+    except ObjectStoreError as exc:
+        path.unlink(missing_ok=True)
+        raise Problem(502, "Object store error", str(exc)) from exc
+    records.add_custody(session, evidence_id=evidence.id, actor=principal.name, action="downloaded",
+                        detail={"sha256_verified": evidence.sha256})
+    name = evidence.original_filename or f"{evidence.id}.bin"
+    return FileResponse(path, media_type=evidence.media_type, filename=intake.safe_filename(name),
+                        headers={"X-Locard-SHA256": evidence.sha256},
+                        background=BackgroundTask(path.unlink, missing_ok=True))
+
+
+@router.get("/evidence/{evidence_id}/analysis", response_model=AnalysisStatus)
+def analysis_status(evidence: CurrentEvidence, session: SessionDep) -> AnalysisStatus:
+    job_rows = records.jobs_of(session, evidence_id=evidence.id)
+    planning = records.plan_pending(session, evidence_id=evidence.id)
+    if planning:
+        state = "planning"
+    elif any(job.state in ("queued", "running") for job in job_rows):
+        state = "running"
+    else:
+        state = "done"
+    return AnalysisStatus(evidence_id=evidence.id, state=state,
+                          jobs=[JobRead.model_validate(j) for j in job_rows],
+                          runs=[AnalysisRunRead.model_validate(r)
+                                for r in records.runs_of(session, evidence_id=evidence.id)])
+
+
+@router.get("/evidence/{evidence_id}/findings", response_model=list[FindingRead])
+def evidence_findings(evidence: CurrentEvidence, session: SessionDep, kind: KindFilter = None) -> list[FindingRead]:
+    return [FindingRead.model_validate(f)
+            for f in records.list_findings(session, evidence_id=evidence.id, kind=kind)]

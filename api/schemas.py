@@ -1,0 +1,135 @@
+"""Request and response schemas of the case API (Create / Read / Update)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ReadModel(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class CaseCreate(BaseModel):
+    """A new case."""
+
+    reference: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    title: str = Field(min_length=1, max_length=300)
+    description: str = Field(default="", max_length=10_000)
+
+
+class CaseRead(ReadModel):
+    id: str
+    reference: str
+    title: str
+    description: str
+    created_at: dt.datetime
+    created_by: str
+
+
+class EvidenceRead(ReadModel):
+    id: str
+    case_id: str
+    sha256: str
+    size: int
+    media_type: str
+    declared_media_type: str | None
+    original_filename: str | None
+    bucket: str
+    object_key: str
+    version_id: str | None
+    source: str
+    received_at: dt.datetime
+    received_by: str
+
+
+class CustodyEventRead(ReadModel):
+    id: int
+    at: dt.datetime
+    actor: str
+    action: str
+    detail: dict[str, Any]
+
+
+class EvidenceDetail(EvidenceRead):
+    custody: list[CustodyEventRead]
+
+
+class UploadResult(BaseModel):
+    """The evidence item an upload ended in; `created` is false when the content was already held."""
+
+    created: bool
+    evidence: EvidenceRead
+
+
+class PresignedUploadCreate(BaseModel):
+    filename: str = Field(min_length=1, max_length=300)
+
+
+class PresignedUploadRead(BaseModel):
+    url: str
+    method: str = "PUT"
+    bucket: str
+    key: str
+    expires_at: dt.datetime
+
+
+class JobRead(ReadModel):
+    id: int
+    analyzer: str | None
+    state: str
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    updated_at: dt.datetime
+
+
+class AnalysisRunRead(ReadModel):
+    id: str
+    analyzer: str
+    analyzer_version: str
+    models: dict[str, Any]
+    status: str
+    error: str | None
+    attempt: int
+    worker: str | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime
+    duration_ms: float | None
+
+
+class AnalysisStatus(BaseModel):
+    """Where the analysis of one evidence item stands."""
+
+    evidence_id: str
+    state: str  # "planning", "running", "done"
+    jobs: list[JobRead]
+    runs: list[AnalysisRunRead]
+
+
+class FindingRead(ReadModel):
+    id: str
+    evidence_id: str
+    case_id: str
+    run_id: str
+    analyzer: str
+    kind: str
+    label: str | None
+    confidence: float | None
+    data: dict[str, Any]
+    created_at: dt.datetime
+
+
+class WebhookAck(BaseModel):
+    records: int
+    queued: int
+
+
+class IntakeFailureRead(ReadModel):
+    id: int
+    dedupe_key: str
+    attempts: int
+    last_error: str | None
+    updated_at: dt.datetime

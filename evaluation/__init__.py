@@ -1,0 +1,1 @@
+"""Locard evaluation: accuracy and speed benchmarks that write JSON results."""

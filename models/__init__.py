@@ -1,0 +1,1 @@
+"""Locard model layer: inference wrappers with no I/O of their own."""

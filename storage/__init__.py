@@ -1,0 +1,1 @@
+"""Locard storage: settings, the evidence object store, the record store and the durable job queue."""

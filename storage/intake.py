@@ -1,0 +1,228 @@
+"""Intake: every way evidence arrives ends here, idempotent on bucket/key/version and on SHA-256.
+
+API uploads are stored and recorded at once (`ingest_file`); objects written straight into the evidence bucket
+arrive as S3 event records (MinIO webhook, or the reconciliation sweep) and become durable intake jobs that a
+worker completes with `process_intake`. Both record the S3 event in MinIO's notification format, open the chain
+of custody, and enqueue analysis planning for the new evidence item.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tempfile
+import urllib.parse
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage import jobs
+from storage.media import SNIFF_BYTES, sniff_media_type
+from storage.objectstore import ObjectStore
+from storage.schema import Case, CustodyEvent, Evidence, EvidenceObject, Job, utcnow
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """The evidence item an intake ended in, and whether this intake created it."""
+
+    evidence: Evidence
+    created: bool
+
+
+def safe_filename(name: str | None) -> str:
+    """A file name that is safe as the last part of an object key."""
+    base = (name or "evidence").replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = _SAFE_NAME.sub("_", base).strip("._") or "evidence"
+    return cleaned[:200]
+
+
+def object_created_record(*, bucket: str, key: str, version_id: str, size: int, etag: str = "",
+                          principal: str, event_name: str = "s3:ObjectCreated:Put",
+                          content_type: str = "", source: str = "locard") -> dict[str, Any]:
+    """An S3 event record in MinIO's bucket-notification format."""
+    return {
+        "eventVersion": "2.0",
+        "eventSource": "minio:s3" if source == "minio" else f"{source}:s3",
+        "awsRegion": "",
+        "eventTime": utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "eventName": event_name,
+        "userIdentity": {"principalId": principal},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "locard-intake",
+            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
+            "object": {"key": urllib.parse.quote_plus(key, safe="/"), "size": size, "eTag": etag,
+                       "contentType": content_type, "versionId": version_id, "sequencer": uuid.uuid4().hex[:16]},
+        },
+    }
+
+
+def parse_object_created(record: dict[str, Any]) -> tuple[str, str, str, int] | None:
+    """(bucket, key, version, size) of an `s3:ObjectCreated:*` record; None for other events."""
+    if not str(record.get("eventName", "")).startswith("s3:ObjectCreated:"):
+        return None
+    s3 = record["s3"]
+    key = urllib.parse.unquote_plus(s3["object"]["key"])
+    return s3["bucket"]["name"], key, str(s3["object"].get("versionId") or ""), int(s3["object"].get("size") or 0)
+
+
+def _custody(session: Session, evidence_id: str, actor: str, action: str, **detail: Any) -> None:
+    session.add(CustodyEvent(evidence_id=evidence_id, actor=actor, action=action, detail=detail))
+
+
+def _enqueue_plan(session: Session, evidence: Evidence, max_attempts: int) -> None:
+    jobs.enqueue(session, kind="plan", dedupe_key=f"plan:{evidence.id}", evidence_id=evidence.id,
+                 max_attempts=max_attempts)
+
+
+def find_duplicate(session: Session, *, case_id: str, sha256: str) -> Evidence | None:
+    return session.scalar(select(Evidence).where(Evidence.case_id == case_id, Evidence.sha256 == sha256))
+
+
+def record_duplicate(session: Session, evidence: Evidence, *, actor: str, filename: str | None,
+                     source: str, location: dict[str, Any] | None = None) -> None:
+    """Note in the chain of custody that the same content was received again."""
+    _custody(session, evidence.id, actor, "duplicate_received", source=source, filename=filename,
+             **({"object": location} if location else {}))
+
+
+def ingest_file(session: Session, store: ObjectStore, *, case: Case, path: Path, sha256: str, size: int,
+                filename: str | None, declared_media_type: str | None, actor: str,
+                max_attempts: int = 3) -> IntakeResult:
+    """Store an uploaded file as evidence of `case`, or answer with the item that already holds its content."""
+    existing = find_duplicate(session, case_id=case.id, sha256=sha256)
+    if existing is not None:
+        record_duplicate(session, existing, actor=actor, filename=filename, source="api")
+        return IntakeResult(existing, False)
+    with path.open("rb") as handle:
+        media_type = sniff_media_type(handle.read(SNIFF_BYTES))
+    evidence_id = str(uuid.uuid4())
+    key = f"cases/{case.reference}/{evidence_id}/{safe_filename(filename)}"
+    stored = store.put_evidence(key, path, sha256=sha256, content_type=media_type)
+    evidence = Evidence(id=evidence_id, case_id=case.id, sha256=sha256, size=size, media_type=media_type,
+                        declared_media_type=declared_media_type, original_filename=filename,
+                        bucket=stored.bucket, object_key=stored.key, version_id=stored.version_id,
+                        source="api", received_by=actor)
+    session.add(evidence)
+    session.flush()
+    session.add(EvidenceObject(bucket=stored.bucket, object_key=stored.key, version_id=stored.version_id,
+                               evidence_id=evidence_id, outcome="original"))
+    record = object_created_record(bucket=stored.bucket, key=stored.key, version_id=stored.version_id,
+                                   size=size, principal=actor, content_type=media_type)
+    _custody(session, evidence_id, actor, "received", source="api", filename=filename, size=size,
+             sha256=sha256, media_type=media_type, declared_media_type=declared_media_type, s3_event=record)
+    _custody(session, evidence_id, actor, "stored", bucket=stored.bucket, key=stored.key,
+             version_id=stored.version_id, checksum="sha256 verified by the object store on write")
+    session.flush()
+    _enqueue_plan(session, evidence, max_attempts)
+    return IntakeResult(evidence, True)
+
+
+def record_object_event(session: Session, *, evidence_bucket: str, record: dict[str, Any],
+                        max_attempts: int = 3) -> Job | None:
+    """Turn an `s3:ObjectCreated:*` record into a durable intake job, once per object version."""
+    parsed = parse_object_created(record)
+    if parsed is None:
+        return None
+    bucket, key, version_id, _size = parsed
+    if bucket != evidence_bucket:
+        return None
+    known = session.scalar(select(EvidenceObject.id).where(
+        EvidenceObject.bucket == bucket, EvidenceObject.object_key == key, EvidenceObject.version_id == version_id))
+    if known is not None:
+        return None
+    job, _new = jobs.enqueue(session, kind="intake", dedupe_key=f"intake:{bucket}/{key}@{version_id}",
+                             payload={"record": record}, max_attempts=max_attempts)
+    return job
+
+
+def case_for_key(session: Session, key: str, *, inbox_reference: str, actor: str) -> Case:
+    """The case an object key names (`cases/<reference>/...`), or the inbox for keys that name none."""
+    parts = key.split("/")
+    if len(parts) >= 3 and parts[0] == "cases":
+        case = session.scalar(select(Case).where(Case.reference == parts[1]))
+        if case is not None:
+            return case
+    inbox = session.scalar(select(Case).where(Case.reference == inbox_reference))
+    if inbox is None:
+        inbox = Case(reference=inbox_reference, title="Unassigned evidence received in the bucket",
+                     description="Objects whose key names no known case wait here for assignment.",
+                     created_by=actor)
+        session.add(inbox)
+        session.flush()
+    return inbox
+
+
+def process_intake(session: Session, store: ObjectStore, *, record: dict[str, Any], actor: str,
+                   inbox_reference: str, max_bytes: int, max_attempts: int = 3,
+                   workdir: Path | None = None) -> IntakeResult | None:
+    """Hash an object that arrived in the bucket and record it as evidence (or as a duplicate of one)."""
+    parsed = parse_object_created(record)
+    if parsed is None:
+        return None
+    bucket, key, version_id, _size = parsed
+    known = session.scalar(select(EvidenceObject).where(
+        EvidenceObject.bucket == bucket, EvidenceObject.object_key == key, EvidenceObject.version_id == version_id))
+    if known is not None:
+        evidence = session.get(Evidence, known.evidence_id) if known.evidence_id else None
+        return IntakeResult(evidence, False) if evidence is not None else None
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        local = Path(tmp) / "object"
+        sha256 = store.download(bucket, key, version_id, local, expected_sha256=None, max_bytes=max_bytes)
+        size = local.stat().st_size
+        with local.open("rb") as handle:
+            media_type = sniff_media_type(handle.read(SNIFF_BYTES))
+    case = case_for_key(session, key, inbox_reference=inbox_reference, actor=actor)
+    location = {"bucket": bucket, "key": key, "version_id": version_id}
+    duplicate = find_duplicate(session, case_id=case.id, sha256=sha256)
+    if duplicate is not None:
+        session.add(EvidenceObject(bucket=bucket, object_key=key, version_id=version_id,
+                                   evidence_id=duplicate.id, outcome="duplicate"))
+        record_duplicate(session, duplicate, actor=actor, filename=key.rsplit("/", 1)[-1], source="bucket",
+                         location=location)
+        return IntakeResult(duplicate, False)
+    evidence = Evidence(case_id=case.id, sha256=sha256, size=size, media_type=media_type,
+                        declared_media_type=record["s3"]["object"].get("contentType") or None,
+                        original_filename=key.rsplit("/", 1)[-1], bucket=bucket, object_key=key,
+                        version_id=version_id, source="bucket", received_by=actor)
+    session.add(evidence)
+    session.flush()
+    session.add(EvidenceObject(bucket=bucket, object_key=key, version_id=version_id, evidence_id=evidence.id,
+                               outcome="original"))
+    principal = record.get("userIdentity", {}).get("principalId", "unknown")
+    _custody(session, evidence.id, actor, "received", source="bucket", uploader=principal, size=size,
+             sha256=sha256, media_type=media_type, s3_event=record, **location)
+    session.flush()
+    _enqueue_plan(session, evidence, max_attempts)
+    return IntakeResult(evidence, True)
+
+
+def sweep(session: Session, store: ObjectStore, *, principal: str, max_attempts: int = 3,
+          since: dt.datetime | None = None) -> int:
+    """Reconcile the evidence bucket with the records: enqueue every object version Locard has not seen.
+
+    For S3 servers that send no bucket notifications (SeaweedFS), this is how direct uploads are found.
+    """
+    known = {(b, k, v) for b, k, v in session.execute(
+        select(EvidenceObject.bucket, EvidenceObject.object_key, EvidenceObject.version_id))}
+    queued = set(session.scalars(select(Job.dedupe_key).where(Job.kind == "intake")))
+    added = 0
+    for version in store.list_versions(store.evidence_bucket):
+        if (version.bucket, version.key, version.version_id) in known:
+            continue
+        if f"intake:{version.bucket}/{version.key}@{version.version_id}" in queued:
+            continue
+        record = object_created_record(bucket=version.bucket, key=version.key, version_id=version.version_id,
+                                       size=version.size, etag=version.etag, principal=principal,
+                                       source="locard-sweep")
+        if record_object_event(session, evidence_bucket=store.evidence_bucket, record=record,
+                               max_attempts=max_attempts) is not None:
+            added += 1
+    return added

@@ -1,0 +1,1 @@
+"""Locard workers: intake dispatch, analyzers and matchers, running on Ray."""

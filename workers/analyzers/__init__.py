@@ -1,0 +1,1 @@
+"""Analyzers: one per module, each registered with `workers.analyzers.registry.register`."""

@@ -1,0 +1,82 @@
+"""The analyzer contract: what an analyzer accepts, what it produces, and how a run reports back.
+
+An analyzer is loaded once per Ray actor (`load`), then called for one evidence file at a time (`analyze`).
+It returns findings, or raises `AnalysisFailed` with a reason an examiner can read; any other exception is
+recorded as a failed run too, never lost.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+class AnalysisFailed(Exception):
+    """The evidence could not be analysed, for a reason that is the evidence's, not the code's."""
+
+
+@dataclass(frozen=True)
+class EvidenceFile:
+    """A verified local copy of one evidence item, as an analyzer sees it."""
+
+    evidence_id: str
+    path: Path
+    sha256: str
+    size: int
+    media_type: str
+    filename: str | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisLimits:
+    """Resource limits that protect workers from hostile input."""
+
+    max_image_pixels: int = 120_000_000
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A derived file (thumbnail, crop) that the worker stores in the derived-artifacts bucket."""
+
+    name: str
+    content_type: str
+    data: bytes
+
+
+@dataclass
+class FindingData:
+    """One result of an analyzer, before it is recorded."""
+
+    kind: str
+    data: dict[str, Any]
+    label: str | None = None
+    confidence: float | None = None
+    artifacts: list[Artifact] = field(default_factory=list)
+
+
+class Analyzer(ABC):
+    """Base class of every analyzer: declare `name`, `version`, `accepts` (MIME patterns) and `produces`."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    accepts: ClassVar[frozenset[str]]
+    produces: ClassVar[frozenset[str]]
+    num_cpus: ClassVar[float] = 0.25
+
+    def load(self) -> None:  # noqa: B027 - optional hook; model-backed analyzers override it
+        """Load models and warm up; called once per worker, never in a request path."""
+
+    def provenance(self) -> dict[str, Any]:
+        """What a court needs to reproduce a result: the models (name, version, weights sha256, licence)."""
+        return {}
+
+    @classmethod
+    def accepts_media(cls, media_type: str) -> bool:
+        return any(fnmatch.fnmatchcase(media_type, pattern) for pattern in cls.accepts)
+
+    @abstractmethod
+    def analyze(self, item: EvidenceFile, limits: AnalysisLimits) -> list[FindingData]:
+        """Findings about `item`; raise `AnalysisFailed` with a clear reason when it cannot be analysed."""

@@ -1,0 +1,220 @@
+"""The dispatcher: turns durable jobs into work on Ray, and Ray's answers into recorded runs.
+
+One loop, in one process per deployment (more are safe: claims are compare-and-set):
+sweep the bucket for unseen objects, take intake jobs, plan analysis for new evidence, lease analysis jobs
+to analyzer actors, and record each outcome. Leases of in-flight work are renewed; a lease that runs out
+(the dispatcher or Ray died) is closed as a failed run and the job goes back in the queue, within bounds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage import analysis, intake, jobs
+from storage.analysis import RunOutcome
+from storage.db import transaction
+from storage.objectstore import ObjectStore, ObjectStoreError
+from storage.schema import Evidence, utcnow
+from storage.settings import Settings
+from workers.analyzers.base import Analyzer
+
+log = logging.getLogger("locard.dispatcher")
+INTAKE_ACTOR = "locard-intake"
+
+
+@dataclass
+class InFlight:
+    """An analysis job whose attempt is running on an actor."""
+
+    job: jobs.ClaimedJob
+    actor: Any
+
+
+class Dispatcher:
+    """Moves jobs from the record store to Ray actors and back."""
+
+    def __init__(self, settings: Settings, factory: sessionmaker[Session], store: ObjectStore,
+                 analyzers: dict[str, type[Analyzer]], *, actor_factory: Callable[[str], Any],
+                 actors_per_analyzer: int = 1) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.store = store
+        self.analyzers = analyzers
+        self.owner = f"dispatcher:{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.pools = {name: [actor_factory(name) for _ in range(actors_per_analyzer)] for name in analyzers}
+        self.in_flight: dict[Any, InFlight] = {}
+        self._next_actor = dict.fromkeys(analyzers, 0)
+        self._last_sweep = 0.0
+        self._last_renew = time.monotonic()
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        log.info("dispatcher %s running analyzers: %s", self.owner, ", ".join(sorted(self.analyzers)))
+        failures = 0
+        while not stop.is_set():
+            try:
+                busy = self.step()
+                failures = 0
+            except Exception:  # the loop must outlive a database or object-store outage
+                failures += 1
+                log.exception("dispatcher step failed (%d in a row); retrying", failures)
+                stop.wait(min(30.0, 0.5 * 2**failures))
+                continue
+            if not busy:
+                stop.wait(0.2)
+
+    def step(self) -> bool:
+        """One pass of the loop; True if anything happened."""
+        busy = False
+        if time.monotonic() - self._last_sweep >= self.settings.sweep_interval_seconds:
+            self._last_sweep = time.monotonic()
+            busy |= self.sweep() > 0
+        busy |= self.reap_expired() > 0
+        busy |= self.take_intake() > 0
+        busy |= self.take_plans() > 0
+        busy |= self.submit_analysis() > 0
+        busy |= self.collect(timeout=0.05 if busy else 0.2) > 0
+        self.renew_leases()
+        return busy
+
+    # -- intake -----------------------------------------------------------------------------------
+    def sweep(self) -> int:
+        try:
+            with transaction(self.factory) as session:
+                added = intake.sweep(session, self.store, principal="bucket-sweep",
+                                     max_attempts=self.settings.job_max_attempts)
+        except ObjectStoreError as exc:
+            log.warning("bucket sweep failed: %s", exc)
+            return 0
+        if added:
+            log.info("sweep found %d new object version(s) in the evidence bucket", added)
+        return added
+
+    def take_intake(self) -> int:
+        claimed = jobs.claim(self.factory, kinds=["intake"], owner=self.owner,
+                             lease_seconds=self.settings.job_lease_seconds, limit=4)
+        for job in claimed:
+            try:
+                with transaction(self.factory) as session:
+                    intake.process_intake(session, self.store, record=job.payload["record"], actor=INTAKE_ACTOR,
+                                          inbox_reference=self.settings.unassigned_case_reference,
+                                          max_bytes=self.settings.max_upload_bytes,
+                                          max_attempts=self.settings.job_max_attempts)
+                    jobs.finish(session, job_id=job.id, owner=self.owner, state="succeeded")
+            except Exception as exc:
+                log.warning("intake job %d failed: %s", job.id, exc)
+                retry = job.attempt < job.max_attempts and not _is_permanent(exc)
+                with transaction(self.factory) as session:
+                    jobs.finish(session, job_id=job.id, owner=self.owner, state="failed",
+                                error=f"{type(exc).__name__}: {exc}", retry_in=2.0**job.attempt if retry else None)
+        return len(claimed)
+
+    def take_plans(self) -> int:
+        claimed = jobs.claim(self.factory, kinds=["plan"], owner=self.owner,
+                             lease_seconds=self.settings.job_lease_seconds, limit=32)
+        for job in claimed:
+            with transaction(self.factory) as session:
+                evidence = session.get_one(Evidence, job.evidence_id)
+                planned = [name for name, cls in sorted(self.analyzers.items())
+                           if cls.accepts_media(evidence.media_type)]
+                for name in planned:
+                    jobs.enqueue(session, kind="analysis", dedupe_key=f"analysis:{evidence.id}:{name}",
+                                 evidence_id=evidence.id, analyzer=name,
+                                 max_attempts=self.settings.job_max_attempts)
+                jobs.finish(session, job_id=job.id, owner=self.owner, state="succeeded")
+        return len(claimed)
+
+    # -- analysis ---------------------------------------------------------------------------------
+    def submit_analysis(self) -> int:
+        capacity = sum(2 * len(pool) for pool in self.pools.values()) - len(self.in_flight)
+        if capacity <= 0:
+            return 0
+        claimed = jobs.claim(self.factory, kinds=["analysis"], owner=self.owner,
+                             lease_seconds=self.settings.job_lease_seconds, limit=capacity)
+        for job in claimed:
+            if job.analyzer not in self.pools:
+                self._close(job, RunOutcome(analyzer=job.analyzer or "?", analyzer_version="unknown",
+                                            status="failed", retryable=False,
+                                            error=f"analyzer {job.analyzer!r} is not deployed"))
+                continue
+            with self.factory() as session:
+                evidence = session.get_one(Evidence, job.evidence_id)
+                ref = {"id": evidence.id, "bucket": evidence.bucket, "object_key": evidence.object_key,
+                       "version_id": evidence.version_id, "sha256": evidence.sha256,
+                       "media_type": evidence.media_type, "original_filename": evidence.original_filename}
+            pool = self.pools[job.analyzer]
+            actor = pool[self._next_actor[job.analyzer] % len(pool)]
+            self._next_actor[job.analyzer] += 1
+            self.in_flight[actor.run.remote(ref)] = InFlight(job, actor)
+        return len(claimed)
+
+    def collect(self, timeout: float) -> int:
+        import ray
+        from ray.exceptions import RayActorError, RayError, WorkerCrashedError
+
+        if not self.in_flight:
+            return 0
+        ready, _ = ray.wait(list(self.in_flight), num_returns=len(self.in_flight), timeout=timeout)
+        for ref in ready:
+            flight = self.in_flight.pop(ref)
+            try:
+                outcome = RunOutcome(**ray.get(ref))
+            except (RayActorError, WorkerCrashedError) as exc:
+                outcome = RunOutcome(analyzer=flight.job.analyzer or "?", analyzer_version="unknown",
+                                     status="failed", retryable=True,
+                                     error=f"the analyzer's worker died: {_first_line(exc)}")
+            except RayError as exc:
+                outcome = RunOutcome(analyzer=flight.job.analyzer or "?", analyzer_version="unknown",
+                                     status="failed", retryable=True, error=f"Ray error: {_first_line(exc)}")
+            self._close(flight.job, outcome)
+        return len(ready)
+
+    def _close(self, job: jobs.ClaimedJob, outcome: RunOutcome) -> None:
+        retry_in = 2.0**job.attempt if outcome.retryable and job.attempt < job.max_attempts else None
+        with transaction(self.factory) as session:
+            run = analysis.record_outcome(session, job_id=job.id, owner=self.owner, attempt=job.attempt,
+                                          outcome=outcome, retry_in=retry_in)
+        if run is None:
+            log.warning("job %d: lease lost before its result came back; result discarded", job.id)
+
+    def renew_leases(self) -> None:
+        if time.monotonic() - self._last_renew < self.settings.job_lease_seconds / 3:
+            return
+        self._last_renew = time.monotonic()
+        with transaction(self.factory) as session:
+            jobs.renew(session, owner=self.owner, job_ids=[f.job.id for f in self.in_flight.values()],
+                       lease_seconds=self.settings.job_lease_seconds)
+
+    def reap_expired(self) -> int:
+        """Close attempts whose lease ran out: their worker or dispatcher stopped mid-analysis."""
+        with transaction(self.factory) as session:
+            stale = jobs.expired(session, now=utcnow())
+            for job in stale:
+                analysis.record_abandoned(
+                    session, job, reason=f"attempt {job.attempts} abandoned: its lease ran out "
+                                         f"(holder {job.lease_owner} stopped mid-work)")
+        return len(stale)
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Wait for in-flight work to finish (used when stopping cleanly)."""
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            self.collect(timeout=0.5)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _is_permanent(exc: Exception) -> bool:
+    return "larger than the limit" in str(exc) or "NoSuchKey" in str(exc) or "NoSuchVersion" in str(exc)

@@ -1,0 +1,139 @@
+"""Shared image handling for analyzers: open with a pixel limit, decode, orient, convert, read EXIF.
+
+Evidence images are hostile input. `open_image_limited` reads only the header and refuses an image whose
+width x height is over the limit before a single pixel is decoded; `decode` then decodes it and turns
+Pillow's many failure modes into `AnalysisFailed` with a reason an examiner can read.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from workers.analyzers.base import AnalysisFailed
+
+ORIENTATION_TAG = 0x0112
+TIMES = "\N{MULTIPLICATION SIGN}"  # in dimensions: width TIMES height
+# EXIF orientations 5-8 rotate by 90° or 270°, so the upright image has width and height swapped.
+SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+# What Pillow raises on broken image data (UnidentifiedImageError is an OSError).
+DECODE_ERRORS: tuple[type[Exception], ...] = (OSError, SyntaxError, ValueError, EOFError, IndexError,
+                                              struct.error)
+_HEIF_REGISTERED = False
+
+
+def register_heif_opener() -> None:
+    """Teach Pillow to read HEIC/HEIF (pillow-heif); safe to call more than once."""
+    global _HEIF_REGISTERED
+    if not _HEIF_REGISTERED:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        _HEIF_REGISTERED = True
+
+
+def _over_limit(width: int, height: int, max_pixels: int) -> AnalysisFailed:
+    return AnalysisFailed(f"image is {width}{TIMES}{height} = {width * height:,} pixels, over the limit of "
+                          f"{max_pixels:,} pixels; it was not decoded")
+
+
+def open_image_limited(path: Path, max_pixels: int) -> Image.Image:
+    """Open an image lazily (header only) and refuse it, undecoded, when it has more than `max_pixels`.
+
+    Pillow's own decompression-bomb guard is set to the same limit, so that the frames and tiles it checks
+    while decoding (GIF frames, TIFF tiles) are held to it too; a worker process applies one limit.
+    """
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns between 1x and 2x its limit; the explicit check below decides instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except Image.DecompressionBombError as exc:  # over 2x the limit: Pillow refuses before we see the size
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise AnalysisFailed(f"image is {pixels}, over the limit of {max_pixels:,} pixels; "
+                             "it was not decoded") from exc
+    except UnidentifiedImageError as exc:
+        raise AnalysisFailed(f"the image format is not readable: {exc}") from exc
+    except DECODE_ERRORS as exc:
+        raise AnalysisFailed(f"image header is corrupt: {exc}") from exc
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise _over_limit(width, height, max_pixels)
+    return image
+
+
+def decode(image: Image.Image) -> None:
+    """Decode the current frame's pixels; broken or truncated data is an `AnalysisFailed`."""
+    try:
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise AnalysisFailed(f"a frame of the image is over the pixel limit: {exc}") from exc
+    except DECODE_ERRORS as exc:
+        raise AnalysisFailed(f"image data is truncated or corrupt: {exc}") from exc
+
+
+def orientation(image: Image.Image) -> int | None:
+    """The EXIF orientation tag (1-8), or None when absent or invalid."""
+    try:
+        value = image.getexif().get(ORIENTATION_TAG)
+    except DECODE_ERRORS:
+        return None
+    return value if isinstance(value, int) and 1 <= value <= 8 else None
+
+
+def upright(image: Image.Image) -> Image.Image:
+    """The decoded image with its EXIF orientation applied (`ImageOps.exif_transpose`)."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except DECODE_ERRORS as exc:
+        raise AnalysisFailed(f"image data is truncated or corrupt: {exc}") from exc
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB for display and hashing: high bit depths are scaled, transparency is flattened on white."""
+    if image.mode.startswith("I;16"):
+        pixels = np.asarray(image, dtype=np.float32) / 257.0
+        return Image.fromarray(pixels.round().astype(np.uint8), "L").convert("RGB")
+    if image.mode in ("I", "F"):
+        pixels = np.asarray(image, dtype=np.float64)
+        low, high = float(pixels.min()), float(pixels.max())
+        scaled = (pixels - low) * (255.0 / (high - low)) if high > low else np.zeros_like(pixels)
+        return Image.fromarray(scaled.round().astype(np.uint8), "L").convert("RGB")
+    if image.has_transparency_data:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        background.alpha_composite(rgba)
+        return background.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def bits_per_channel(image: Image.Image, path: Path) -> int | None:
+    """Bits per sample as stored, where the format says so; otherwise as Pillow decodes it."""
+    declared = image.info.get("bit_depth")  # pillow-heif
+    if isinstance(declared, int):
+        return declared
+    if image.format == "PNG":
+        with path.open("rb") as handle:
+            header = handle.read(25)
+        return header[24] if len(header) == 25 else None  # IHDR bit depth: always at byte 24
+    if image.format == "TIFF":
+        bits = getattr(image, "tag_v2", {}).get(258)  # BitsPerSample
+        if isinstance(bits, tuple) and bits:
+            return int(max(bits))
+        if isinstance(bits, int):
+            return bits
+    if image.mode == "1":
+        return 1
+    if image.mode.startswith("I;16"):
+        return 16
+    if image.mode in ("I", "F"):
+        return 32
+    return 8

@@ -1,0 +1,69 @@
+"""The worker service: `python -m workers.service` runs the dispatcher and its Ray actors until stopped."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from storage.db import make_engine, migrate, session_factory
+from storage.objectstore import S3ObjectStore
+from storage.settings import Settings, get_settings
+from workers.analyzers import registry
+from workers.analyzers.base import Analyzer
+from workers.dispatcher import Dispatcher
+from workers.runtime import init_ray
+
+log = logging.getLogger("locard.workers")
+
+
+def ray_actor_factory(settings: Settings, analyzers: dict[str, type[Analyzer]]) -> Callable[[str], Any]:
+    """Start analyzer actors on Ray; each loads its models once, and Ray restarts one that dies."""
+    import ray
+
+    from workers.actor import AnalyzerWorker
+
+    remote_worker = ray.remote(AnalyzerWorker)
+
+    def make(name: str) -> Any:
+        return remote_worker.options(num_cpus=analyzers[name].num_cpus, max_restarts=-1,
+                                     max_task_retries=0).remote(name, settings)
+
+    return make
+
+
+def build_dispatcher(settings: Settings, *, actors_per_analyzer: int = 1) -> Dispatcher:
+    """Connect to the record store, object store and Ray, and start the analyzer actors."""
+    engine = make_engine(settings.effective_database_url)
+    migrate(engine)
+    store = S3ObjectStore.from_settings(settings)
+    store.ensure_buckets()
+    analyzers = registry.select(settings.analyzer_names)
+    init_ray(settings)
+    return Dispatcher(settings, session_factory(engine), store, analyzers,
+                      actor_factory=ray_actor_factory(settings, analyzers),
+                      actors_per_analyzer=actors_per_analyzer)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    dispatcher = build_dispatcher(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        dispatcher.run(stop)
+    finally:
+        dispatcher.drain(timeout=10)
+        import ray
+
+        ray.shutdown()
+        log.info("worker service stopped")
+
+
+if __name__ == "__main__":
+    main()
