@@ -121,10 +121,12 @@ class SeaweedServer:
         self.wait_ready(timeout, process=process)
 
     def wait_ready(self, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+        import urllib3
         from minio import Minio
 
         client = Minio(self.config.s3_endpoint, access_key=self.config.access_key,
-                       secret_key=self.config.secret_key, secure=False)
+                       secret_key=self.config.secret_key, secure=False,
+                       http_client=urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=1, read=5)))
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:

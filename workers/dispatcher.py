@@ -29,6 +29,7 @@ from workers.analyzers.base import Analyzer
 
 log = logging.getLogger("locard.dispatcher")
 INTAKE_ACTOR = "locard-intake"
+IDLE_WAIT = 0.05  # seconds between polls of the job table when there is nothing to do
 
 
 @dataclass
@@ -70,7 +71,7 @@ class Dispatcher:
                 stop.wait(min(30.0, 0.5 * 2**failures))
                 continue
             if not busy:
-                stop.wait(0.2)
+                stop.wait(IDLE_WAIT)
 
     def step(self) -> bool:
         """One pass of the loop; True if anything happened."""
@@ -82,7 +83,7 @@ class Dispatcher:
         busy |= self.take_intake() > 0
         busy |= self.take_plans() > 0
         busy |= self.submit_analysis() > 0
-        busy |= self.collect(timeout=0.05 if busy else 0.2) > 0
+        busy |= self.collect(timeout=0.01 if busy else IDLE_WAIT) > 0
         self.renew_leases()
         return busy
 

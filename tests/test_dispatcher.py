@@ -1,0 +1,180 @@
+"""Analysis on real local Ray, SeaweedFS and both record stores: findings, failures with reasons, retries."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage import intake, records
+from storage.db import transaction
+from storage.objectstore import S3ObjectStore
+from storage.schema import AnalysisRun, Case, Evidence, Finding, Job
+from storage.settings import Settings
+from tests.media_samples import bomb_png, bus_jpg_path, jpeg_with_exif, pdf_bytes, truncated_copy
+from workers.actor import AnalyzerWorker
+from workers.analyzers import registry
+from workers.dispatcher import Dispatcher
+from workers.runtime import init_ray
+from workers.service import ray_actor_factory
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    import ray
+
+    init_ray(Settings(_env_file=None, ray_num_cpus=2))  # type: ignore[call-arg]
+    yield
+    ray.shutdown()
+
+
+def _case(factory: sessionmaker[Session]) -> Case:
+    with transaction(factory) as session:
+        return records.create_case(session, reference="2026-0100", title="Fraud", description="", created_by="t")
+
+
+def _ingest(factory: sessionmaker[Session], store: S3ObjectStore, case: Case, path: Path, name: str) -> str:
+    data = path.read_bytes()
+    with transaction(factory) as session:
+        result = intake.ingest_file(session, store, case=case, path=path, sha256=hashlib.sha256(data).hexdigest(),
+                                    size=len(data), filename=name, declared_media_type=None, actor="t")
+        return result.evidence.id
+
+
+def _run_until_settled(dispatcher: Dispatcher, factory: sessionmaker[Session], timeout: float = 120) -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=dispatcher.run, args=(stop,), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            with factory() as session:
+                open_jobs = session.scalar(select(func.count()).select_from(Job)
+                                           .where(Job.state.in_(("queued", "running"))))
+                total = session.scalar(select(func.count()).select_from(Job).where(Job.kind == "analysis"))
+            if open_jobs == 0 and total:
+                return
+        raise AssertionError("analysis did not settle in time")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+def _findings(factory: sessionmaker[Session], evidence_id: str) -> dict[str, list[dict[str, Any]]]:
+    with factory() as session:
+        rows = session.scalars(select(Finding).where(Finding.evidence_id == evidence_id)).all()
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        found.setdefault(row.kind, []).append(row.data)
+    return found
+
+
+def _runs(factory: sessionmaker[Session], evidence_id: str) -> dict[str, list[AnalysisRun]]:
+    with factory() as session:
+        rows = session.scalars(select(AnalysisRun).where(AnalysisRun.evidence_id == evidence_id)).all()
+    runs: dict[str, list[AnalysisRun]] = {}
+    for row in rows:
+        runs.setdefault(row.analyzer, []).append(row)
+    return runs
+
+
+def test_evidence_is_analysed_and_bad_input_fails_with_reasons(
+        ray_cluster: None, settings: Settings, factory: sessionmaker[Session], s3_store: S3ObjectStore,
+        tmp_path: Path) -> None:
+    case = _case(factory)
+    photo = _ingest(factory, s3_store, case, jpeg_with_exif(tmp_path / "exif.jpg"), "IMG_0001.jpg")
+    truncated = _ingest(factory, s3_store, case, truncated_copy(bus_jpg_path(), tmp_path / "t.jpg", 0.5), "t.jpg")
+    bomb = _ingest(factory, s3_store, case, bomb_png(tmp_path / "bomb.png"), "bomb.png")
+    (tmp_path / "doc.jpg").write_bytes(pdf_bytes())
+    pdf = _ingest(factory, s3_store, case, tmp_path / "doc.jpg", "doc.jpg")
+    # An empty object written straight into the bucket, announced twice (at-least-once delivery) and swept.
+    empty_key = f"cases/{case.reference}/direct/empty.jpg"
+    version = s3_store.client.put_object(s3_store.evidence_bucket, empty_key, io.BytesIO(b""), 0).version_id
+    record = intake.object_created_record(bucket=s3_store.evidence_bucket, key=empty_key, version_id=version or "",
+                                          size=0, principal="minio", source="minio")
+    with transaction(factory) as session:
+        intake.record_object_event(session, evidence_bucket=s3_store.evidence_bucket, record=record)
+        intake.record_object_event(session, evidence_bucket=s3_store.evidence_bucket, record=record)
+
+    analyzers = registry.select(["hashes", "media_probe"])
+    dispatcher = Dispatcher(settings, factory, s3_store, analyzers,
+                            actor_factory=ray_actor_factory(settings, analyzers))
+    _run_until_settled(dispatcher, factory)
+
+    found = _findings(factory, photo)
+    assert found["hash.cryptographic"][0]["sha256"] == hashlib.sha256(
+        (tmp_path / "exif.jpg").read_bytes()).hexdigest()
+    assert len(found["hash.pdq"][0]["pdq"]) == 64
+    exif = found["media.exif"][0]
+    assert exif["make"] == "Canon" and abs(exif["gps"]["latitude"] - 48.858200) < 1e-4
+    probe = found["media.probe"][0]
+    assert (probe["upright_width"], probe["upright_height"]) == (1080, 810)  # orientation 6 applied
+    assert probe["artifacts"][0]["bucket"] == s3_store.derived_bucket
+
+    truncated_runs = _runs(factory, truncated)
+    assert truncated_runs["media_probe"][0].status == "failed"
+    assert "truncated" in (truncated_runs["media_probe"][0].error or "")
+    assert truncated_runs["hashes"][0].status == "succeeded"
+
+    bomb_runs = _runs(factory, bomb)
+    assert bomb_runs["media_probe"][0].status == "failed" and "pixels" in (bomb_runs["media_probe"][0].error or "")
+    assert "hash.pdq" not in _findings(factory, bomb)
+
+    assert _findings(factory, pdf)["media.probe"][0]["extension_mismatch"] is True
+
+    with factory() as session:
+        empty = session.scalars(select(Evidence).where(Evidence.object_key == empty_key)).one()
+        assert session.scalar(select(func.count()).select_from(Evidence)) == 5
+        # every analysis ended in exactly one run (no retries were needed), none left open
+        assert session.scalar(select(func.count()).select_from(AnalysisRun)) == 10
+    empty_runs = _runs(factory, empty.id)
+    assert "empty" in (empty_runs["media_probe"][0].error or "")
+    assert all(len(runs) == 1 for evidence in (photo, truncated, bomb, pdf, empty.id)
+               for runs in _runs(factory, evidence).values())
+
+
+class CrashingWorker(AnalyzerWorker):
+    """An analyzer worker whose process dies on the first item it sees (the marker file says it did)."""
+
+    def __init__(self, analyzer_name: str, settings: Settings, marker: str) -> None:
+        super().__init__(analyzer_name, settings)
+        self.marker = Path(marker)
+
+    def run(self, evidence: dict[str, Any]) -> dict[str, Any]:
+        if not self.marker.exists():
+            self.marker.touch()
+            os._exit(1)
+        return super().run(evidence)
+
+
+def test_a_dying_worker_is_recorded_and_retried(ray_cluster: None, settings: Settings,
+                                                factory: sessionmaker[Session], s3_store: S3ObjectStore,
+                                                tmp_path: Path) -> None:
+    import ray
+
+    case = _case(factory)
+    evidence_id = _ingest(factory, s3_store, case, bus_jpg_path(), "bus.jpg")
+    analyzers = registry.select(["hashes"])
+    marker = str(tmp_path / "crashed")
+    crashing = ray.remote(CrashingWorker)
+
+    def make(name: str) -> Any:
+        return crashing.options(num_cpus=0.25, max_restarts=-1, max_task_retries=0).remote(name, settings, marker)
+
+    _run_until_settled(Dispatcher(settings, factory, s3_store, analyzers, actor_factory=make), factory)
+    runs = sorted(_runs(factory, evidence_id)["hashes"], key=lambda r: r.attempt)
+    assert [(r.attempt, r.status) for r in runs] == [(1, "failed"), (2, "succeeded")]
+    assert "died" in (runs[0].error or "")
+    assert len(_findings(factory, evidence_id)["hash.cryptographic"]) == 1
