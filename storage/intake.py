@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from storage import jobs
@@ -110,8 +111,16 @@ def ingest_file(session: Session, store: ObjectStore, *, case: Case, path: Path,
                         declared_media_type=declared_media_type, original_filename=filename,
                         bucket=stored.bucket, object_key=stored.key, version_id=stored.version_id,
                         source="api", received_by=actor)
-    session.add(evidence)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(evidence)
+            session.flush()
+    except IntegrityError:  # the same content arrived at the same moment through another request
+        existing = find_duplicate(session, case_id=case.id, sha256=sha256)
+        if existing is None:
+            raise
+        record_duplicate(session, existing, actor=actor, filename=filename, source="api")
+        return IntakeResult(existing, False)  # our stored copy is found by the sweep, as a duplicate
     session.add(EvidenceObject(bucket=stored.bucket, object_key=stored.key, version_id=stored.version_id,
                                evidence_id=evidence_id, outcome="original"))
     record = object_created_record(bucket=stored.bucket, key=stored.key, version_id=stored.version_id,

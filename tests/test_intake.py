@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -153,3 +154,30 @@ def test_custody_is_append_only_in_the_database(factory: sessionmaker[Session], 
         with pytest.raises(DBAPIError, match="append-only"), transaction(factory) as session:
             session.execute(statement)
     assert _count(factory, CustodyEvent) == 2
+
+
+def test_simultaneous_uploads_of_the_same_content_give_one_item(factory: sessionmaker[Session], case: Case) -> None:
+    import threading
+
+    class RacingStore(MemoryObjectStore):
+        """Holds every writer in put_evidence until all have passed the duplicate check."""
+
+        barrier = threading.Barrier(3, timeout=30)
+
+        def put_evidence(self, key: str, path: Path, *, sha256: str, content_type: str) -> Any:
+            self.barrier.wait()
+            return super().put_evidence(key, path, sha256=sha256, content_type=content_type)
+
+    store = RacingStore()
+    results: list[intake.IntakeResult] = []
+    threads = [threading.Thread(target=lambda: results.append(_ingest(factory, store, case, bus_jpg_path())))
+               for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 3 and len({r.evidence.id for r in results}) == 1
+    assert sum(r.created for r in results) == 1
+    assert _count(factory, Evidence) == 1 and len(store.objects) == 3
+    with transaction(factory) as session:  # the two extra stored copies are found, and recorded as duplicates
+        assert intake.sweep(session, store, principal="sweep") == 2
