@@ -166,6 +166,7 @@ def test_a_dying_worker_is_recorded_and_retried(ray_cluster: None, settings: Set
 
     case = _case(factory)
     evidence_id = _ingest(factory, s3_store, case, bus_jpg_path(), "bus.jpg")
+    settings = settings.model_copy(update={"job_lease_seconds": 120.0})  # the death, not a lease, must end it
     analyzers = registry.select(["hashes"])
     marker = str(tmp_path / "crashed")
     crashing = ray.remote(CrashingWorker)
