@@ -113,12 +113,13 @@ class EmbeddedStack:
         env = self.environment(state)
         migrate(make_engine(Settings(home=self.home).effective_database_url))
         say(f"  ✓ record store: {Settings(home=self.home).effective_database_url} (migrated)")
+        worker_log_start = (self.logs / "worker.log").stat().st_size if (self.logs / "worker.log").exists() else 0
         state.pids["worker"] = self._spawn("worker", [sys.executable, "-m", "workers.service"], env)
         state.pids["api"] = self._spawn("api", [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
                                                "--host", "127.0.0.1", "--port", str(port), "--no-access-log"], env)
         state.save(self.home)
         self._wait_api(state, say, clock, timeout)
-        self._wait_worker(say, clock, timeout)
+        self._wait_worker(say, clock, timeout, log_start=worker_log_start)
         return state
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> int:
@@ -141,7 +142,8 @@ class EmbeddedStack:
             time.sleep(0.3)
         raise StackError(f"the API did not answer within {timeout:.0f}s; see {self.logs / 'api.log'}")
 
-    def _wait_worker(self, say: Say, clock: float, timeout: float) -> None:
+    def _wait_worker(self, say: Say, clock: float, timeout: float, *, log_start: int) -> None:
+        """Wait until this start's part of the worker log says the analyzer actors are running."""
         log = self.logs / "worker.log"
         state = StackState.load(self.home)
         assert state is not None
@@ -149,7 +151,7 @@ class EmbeddedStack:
         while time.monotonic() < deadline:
             if not _alive(state.pids["worker"]):
                 raise StackError(f"the worker service exited; see {log}")
-            if log.exists() and "running analyzers" in log.read_text(errors="replace")[-20000:]:
+            if log.exists() and b"running analyzers" in _read_from(log, log_start):
                 say(f"  ✓ analysis workers on Ray ready ({time.monotonic() - clock:.1f}s)")
                 return
             time.sleep(0.5)
@@ -168,6 +170,12 @@ class EmbeddedStack:
         if self.seaweed.running_pid() is not None:
             self.seaweed.stop()
             say("  ✓ stopped SeaweedFS")
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read()
 
 
 def _terminate(pid: int, grace: float) -> None:

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from storage import jobs
@@ -82,10 +82,3 @@ def record_abandoned(session: Session, job: Job, *, reason: str) -> AnalysisRun 
                                      "error": reason, "will_retry": not failed}))
     return run
 
-
-def analysis_status(session: Session, evidence_id: str) -> dict[str, Any]:
-    """The state of every analysis job of one evidence item, and its runs."""
-    job_rows = session.scalars(select(Job).where(Job.evidence_id == evidence_id).order_by(Job.id)).all()
-    runs = session.scalars(select(AnalysisRun).where(AnalysisRun.evidence_id == evidence_id)
-                           .order_by(AnalysisRun.finished_at)).all()
-    return {"jobs": list(job_rows), "runs": list(runs)}

@@ -8,7 +8,6 @@ of custody, and enqueue analysis planning for the new evidence item.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import tempfile
 import urllib.parse
@@ -213,8 +212,7 @@ def process_intake(session: Session, store: ObjectStore, *, record: dict[str, An
     return IntakeResult(evidence, True)
 
 
-def sweep(session: Session, store: ObjectStore, *, principal: str, max_attempts: int = 3,
-          since: dt.datetime | None = None) -> int:
+def sweep(session: Session, store: ObjectStore, *, principal: str, max_attempts: int = 3) -> int:
     """Reconcile the evidence bucket with the records: enqueue every object version Locard has not seen.
 
     For S3 servers that send no bucket notifications (SeaweedFS), this is how direct uploads are found.

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -119,9 +119,3 @@ def release_expired(session: Session, job: Job, *, reason: str) -> bool:
     session.execute(stmt.values(**values))
     return failed
 
-
-def pending_count(session: Session) -> int:
-    from sqlalchemy import func
-
-    return session.scalar(select(func.count()).select_from(Job).where(
-        or_(Job.state == "queued", and_(Job.state == "running")))) or 0

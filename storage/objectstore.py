@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,8 +167,6 @@ class S3ObjectStore:
             raise IntegrityError(f"{bucket}/{key} was stored with a different SHA-256 than was sent")
 
     def put_derived(self, key: str, data: bytes, *, content_type: str) -> StoredObject:
-        import io
-
         digest = hashlib.sha256(data).hexdigest()
         try:
             result = self.client.put_object(self.derived_bucket, key, io.BytesIO(data), len(data),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.media_samples import bus_jpg_path, truncated_copy
+from tests.media_samples import bus_jpg_path, jpeg_with_exif, truncated_copy
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -37,9 +37,11 @@ def test_up_demo_analyze_down(tmp_path: Path) -> None:
         assert "PDQ " in out and "0 failed analyzer run(s)" in out
 
         broken = truncated_copy(bus_jpg_path(), tmp_path / "broken.jpg", 0.4)
-        analyze = _locard(home, "analyze", str(broken), "--case", "CLI-1")
+        photo = jpeg_with_exif(tmp_path / "IMG_2041.jpg")
+        analyze = _locard(home, "analyze", str(photo), str(broken), "--case", "CLI-1")
         assert analyze.returncode == 0, analyze.stdout + analyze.stderr
         assert "media_probe failed" in analyze.stdout and "truncated" in analyze.stdout
+        assert "EXIF: Canon Canon EOS 5D Mark IV" in analyze.stdout and "GPS 48.858" in analyze.stdout
 
         status = _locard(home, "status")
         assert status.stdout.count("running") == 3

@@ -57,6 +57,12 @@ class Dispatcher:
         self._last_sweep = 0.0
         self._last_renew = time.monotonic()
 
+    def warm_up(self, timeout: float = 600.0) -> None:
+        """Wait until every analyzer actor has loaded its models (a broken model fails start-up, not a job)."""
+        import ray
+
+        ray.get([actor.ping.remote() for pool in self.pools.values() for actor in pool], timeout=timeout)
+
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
         log.info("dispatcher %s running analyzers: %s", self.owner, ", ".join(sorted(self.analyzers)))

@@ -56,6 +56,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
+        dispatcher.warm_up()
         dispatcher.run(stop)
     finally:
         dispatcher.drain(timeout=10)
