@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import struct
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,54 @@ def bits_per_channel(image: Image.Image, path: Path) -> int | None:
     if image.mode in ("I", "F"):
         return 32
     return 8
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame, upright, as 8-bit RGB pixels, and how it maps back to the evidence image.
+
+    `scale` is (frame width / upright image width); boxes found on `pixels` divide by it to be in the
+    upright coordinates of the evidence.
+    """
+
+    index: int
+    pixels: np.ndarray  # H x W x 3, uint8, RGB
+    scale: float
+    upright_size: tuple[int, int]  # (width, height) of the whole upright frame before any downscaling
+
+
+def frame_indices(count: int, max_frames: int) -> list[int]:
+    """Which frames of an animation or multi-page file to analyse: all, or `max_frames` spread evenly."""
+    if count <= max_frames:
+        return list(range(count))
+    step = (count - 1) / (max_frames - 1) if max_frames > 1 else 0
+    return sorted({round(i * step) for i in range(max_frames)})
+
+
+def load_frames(path: Path, max_pixels: int, *, max_frames: int = 8, max_side: int | None = None) -> list[Frame]:
+    """Decoded, upright RGB frames of an image file (sampled for animations), for vision models.
+
+    Handles every mode Pillow reads (grayscale, CMYK, palette, 16-bit, RGBA, HEIC when registered);
+    refuses images over `max_pixels` before decoding; downscales so the longest side is at most `max_side`.
+    """
+    with open_image_limited(path, max_pixels) as image:
+        try:
+            count = int(getattr(image, "n_frames", 1))
+        except DECODE_ERRORS as exc:
+            raise AnalysisFailed(f"image data is truncated or corrupt: {exc}") from exc
+        frames: list[Frame] = []
+        for index in frame_indices(count, max_frames):
+            try:
+                image.seek(index)
+            except DECODE_ERRORS as exc:
+                raise AnalysisFailed(f"frame {index} cannot be read: {exc}") from exc
+            decode(image)
+            rgb = to_rgb(upright(image))
+            size = rgb.size
+            scale = 1.0
+            if max_side is not None and max(size) > max_side:
+                scale = max_side / max(size)
+                rgb = rgb.resize((max(1, round(size[0] * scale)), max(1, round(size[1] * scale))),
+                                 Image.Resampling.BILINEAR)
+            frames.append(Frame(index, np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)), scale, size))
+    return frames
