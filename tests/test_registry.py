@@ -41,3 +41,25 @@ def test_spine_analyzers_are_present_and_accept_everything() -> None:
 def test_unknown_analyzer_names_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown analyzers: nope"):
         registry.select(["hashes", "nope"])
+
+
+def test_actor_cpu_shares_fit_the_cluster() -> None:
+    from workers.service import cpu_shares
+
+    analyzers = registry.load_all()
+    small = cpu_shares(analyzers, cluster_cpus=1.0, actors_per_analyzer=2)
+    assert sum(small.values()) * 2 <= 1.0 + 1e-6 and all(share > 0 for share in small.values())
+    roomy = cpu_shares(analyzers, cluster_cpus=1000.0)
+    assert roomy == {name: cls.num_cpus for name, cls in analyzers.items()}
+
+
+def test_importing_the_analyzers_loads_no_model_runtime() -> None:
+    """The dispatcher imports every analyzer module; models load in actors, never at import time."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from workers.analyzers import registry; registry.load_all(); "
+            "print(sorted(m for m in ('torch', 'ultralytics', 'onnxruntime', 'dlib', 'facenet_pytorch', "
+            "'rapidocr', 'tensorflow') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"

@@ -19,16 +19,30 @@ from workers.runtime import init_ray
 log = logging.getLogger("locard.workers")
 
 
-def ray_actor_factory(settings: Settings, analyzers: dict[str, type[Analyzer]]) -> Callable[[str], Any]:
+def cpu_shares(analyzers: dict[str, type[Analyzer]], cluster_cpus: float,
+               actors_per_analyzer: int = 1) -> dict[str, float]:
+    """The CPU reservation of each analyzer's actors, scaled down so that every actor fits in the cluster.
+
+    Actors hold their reservation for life; on a small machine the analyzers' nominal needs add up to more
+    than it has, and an actor that cannot be placed would leave its jobs waiting for ever.
+    """
+    wanted = sum(cls.num_cpus for cls in analyzers.values()) * actors_per_analyzer
+    scale = min(1.0, cluster_cpus / wanted) if wanted > 0 else 1.0
+    return {name: round(cls.num_cpus * scale, 4) for name, cls in analyzers.items()}
+
+
+def ray_actor_factory(settings: Settings, analyzers: dict[str, type[Analyzer]],
+                      actors_per_analyzer: int = 1) -> Callable[[str], Any]:
     """Start analyzer actors on Ray; each loads its models once, and Ray restarts one that dies."""
     import ray
 
     from workers.actor import AnalyzerWorker
 
     remote_worker = ray.remote(AnalyzerWorker)
+    shares = cpu_shares(analyzers, float(ray.cluster_resources().get("CPU", 1.0)), actors_per_analyzer)
 
     def make(name: str) -> Any:
-        return remote_worker.options(num_cpus=analyzers[name].num_cpus, max_restarts=-1,
+        return remote_worker.options(num_cpus=shares[name], max_restarts=-1,
                                      max_task_retries=0).remote(name, settings)
 
     return make
@@ -43,7 +57,7 @@ def build_dispatcher(settings: Settings, *, actors_per_analyzer: int = 1) -> Dis
     analyzers = registry.select(settings.analyzer_names)
     init_ray(settings)
     return Dispatcher(settings, session_factory(engine), store, analyzers,
-                      actor_factory=ray_actor_factory(settings, analyzers),
+                      actor_factory=ray_actor_factory(settings, analyzers, actors_per_analyzer),
                       actors_per_analyzer=actors_per_analyzer)
 
 
