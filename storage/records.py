@@ -78,6 +78,10 @@ def list_findings(session: Session, *, evidence_id: str | None = None, case_id: 
     return session.scalars(query.order_by(Finding.created_at, Finding.id).offset(offset).limit(limit)).all()
 
 
+def get_finding(session: Session, *, finding_id: str) -> Finding | None:
+    return session.get(Finding, finding_id)
+
+
 def failed_intake(session: Session, *, limit: int = 100) -> Sequence[Job]:
     """Objects in the bucket that could not be taken in, with the reason (they stay in the bucket)."""
     return session.scalars(select(Job).where(Job.kind == "intake", Job.state == "failed")

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.main import create_app
 from storage import intake, records
 from storage.db import transaction
 from storage.objectstore import S3ObjectStore
@@ -143,6 +145,17 @@ def test_evidence_is_analysed_and_bad_input_fails_with_reasons(
     assert "empty" in (empty_runs["media_probe"][0].error or "")
     assert all(len(runs) == 1 for evidence in (photo, truncated, bomb, pdf, empty.id)
                for runs in _runs(factory, evidence).values())
+
+    # Through the case API: the findings, and the thumbnail the probe stored as a derived artifact.
+    with TestClient(create_app(settings, store=s3_store)) as client:
+        listed = client.get(f"/api/v1/evidence/{photo}/findings").json()
+        assert {"hash.cryptographic", "hash.pdq", "media.probe", "media.exif"} <= {f["kind"] for f in listed}
+        [probe_finding] = [f for f in listed if f["kind"] == "media.probe"]
+        thumbnail = client.get(f"/api/v1/findings/{probe_finding['id']}/artifacts/0")
+        assert thumbnail.status_code == 200 and thumbnail.content[:3] == b"\xff\xd8\xff"
+        assert client.get(f"/api/v1/findings/{probe_finding['id']}/artifacts/3").status_code == 404
+        status = client.get(f"/api/v1/evidence/{bomb}/analysis").json()
+        assert status["state"] == "done" and {r["status"] for r in status["runs"]} == {"succeeded", "failed"}
 
 
 class CrashingWorker(AnalyzerWorker):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import socket
 import tempfile
@@ -82,6 +83,7 @@ class AnalyzerWorker:
                 obj = self.store.put_derived(key, artifact.data, content_type=artifact.content_type)
                 stored.append({"name": artifact.name, "bucket": obj.bucket, "key": obj.key,
                                "version_id": obj.version_id, "size": obj.size,
+                               "sha256": hashlib.sha256(artifact.data).hexdigest(),
                                "content_type": artifact.content_type})
             data["artifacts"] = stored
         return {"kind": finding.kind, "label": finding.label, "confidence": finding.confidence, "data": data}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 import uuid
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -85,9 +85,7 @@ def get_evidence(evidence: CurrentEvidence, session: SessionDep) -> EvidenceDeta
 def download_evidence(request: Request, evidence: CurrentEvidence, session: SessionDep, store: StoreDep,
                       principal: CurrentPrincipal) -> FileResponse:
     """The evidence bytes, released only after their SHA-256 has been checked against the intake record."""
-    handle = tempfile.NamedTemporaryFile(prefix="locard-download-", delete=False)  # noqa: SIM115
-    handle.close()
-    path = Path(handle.name)
+    path = _temporary_file("locard-download-")
     try:
         store.download(evidence.bucket, evidence.object_key, evidence.version_id or "", path,
                        expected_sha256=evidence.sha256)
@@ -130,3 +128,35 @@ def analysis_status(evidence: CurrentEvidence, session: SessionDep) -> AnalysisS
 def evidence_findings(evidence: CurrentEvidence, session: SessionDep, kind: KindFilter = None) -> list[FindingRead]:
     return [FindingRead.model_validate(f)
             for f in records.list_findings(session, evidence_id=evidence.id, kind=kind)]
+
+
+@router.get("/findings/{finding_id}/artifacts/{index}", response_class=FileResponse,
+            responses={200: {"content": {"image/jpeg": {}, "application/octet-stream": {}}}})
+def finding_artifact(finding_id: Annotated[str, Path(max_length=64)], index: Annotated[int, Path(ge=0, le=1000)],
+                     session: SessionDep, store: StoreDep, principal: CurrentPrincipal) -> FileResponse:
+    """A derived file of a finding (thumbnail, crop), checked against the SHA-256 the worker recorded."""
+    finding = records.get_finding(session, finding_id=finding_id)
+    artifacts = finding.data.get("artifacts", []) if finding is not None else []
+    if finding is None or index >= len(artifacts):
+        raise Problem(404, "Artifact not found", f"Finding {finding_id} has no artifact {index}.")
+    artifact = artifacts[index]
+    path = _temporary_file("locard-artifact-")
+    try:
+        store.download(artifact["bucket"], artifact["key"], artifact.get("version_id") or "", path,
+                       expected_sha256=artifact.get("sha256"))
+    except IntegrityError as exc:
+        path.unlink(missing_ok=True)
+        raise Problem(409, "Integrity check failed", "The stored artifact does not match its recorded SHA-256.")\
+            from exc
+    except ObjectStoreError as exc:
+        path.unlink(missing_ok=True)
+        raise Problem(502, "Object store error", str(exc)) from exc
+    return FileResponse(path, media_type=artifact.get("content_type") or "application/octet-stream",
+                        filename=intake.safe_filename(artifact.get("name")),
+                        background=BackgroundTask(path.unlink, missing_ok=True))
+
+
+def _temporary_file(prefix: str) -> FilePath:
+    handle = tempfile.NamedTemporaryFile(prefix=prefix, delete=False)  # noqa: SIM115
+    handle.close()
+    return FilePath(handle.name)
