@@ -39,6 +39,7 @@ class ModelSpec:
     input_size: tuple[int, int] | None = None
     module: str | None = None
     description: str = ""
+    path: str | None = None  # an absolute file path configured by the operator, instead of a packaged resource
 
     def package_version(self) -> str:
         try:
@@ -47,7 +48,14 @@ class ModelSpec:
             return "not installed"
 
     def weights_path(self) -> Path:
-        """The weights file, found without importing its package."""
+        """The weights file: the configured absolute `path`, or the resource found without importing its package."""
+        if self.path is not None:
+            configured = Path(self.path)
+            if not configured.is_absolute():
+                raise ModelError(f"{self.name}: configured weights path {self.path!r} is not absolute")
+            if not configured.is_file():
+                raise ModelError(f"{self.name}: weights file {configured} is missing")
+            return configured
         spec = importlib.util.find_spec(self.module or self.package.replace("-", "_"))
         if spec is None or not spec.submodule_search_locations:
             raise ModelError(f"{self.name}: package {self.package!r} is not installed")
@@ -70,7 +78,8 @@ class ModelSpec:
     def provenance(self) -> dict[str, Any]:
         """What a finding records about the model that produced it."""
         return {"name": self.name, "package": self.package, "version": self.package_version(),
-                "weights": self.resource, "sha256": self.sha256, "licence": self.licence, "runtime": self.runtime}
+                "weights": self.path or self.resource, "sha256": self.sha256, "licence": self.licence,
+                "runtime": self.runtime}
 
 
 class Model(ABC, Generic[In, Out]):

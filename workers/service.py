@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 from collections.abc import Callable
@@ -28,7 +29,7 @@ def cpu_shares(analyzers: dict[str, type[Analyzer]], cluster_cpus: float,
     """
     wanted = sum(cls.num_cpus for cls in analyzers.values()) * actors_per_analyzer
     scale = min(1.0, cluster_cpus / wanted) if wanted > 0 else 1.0
-    return {name: round(cls.num_cpus * scale, 4) for name, cls in analyzers.items()}
+    return {name: math.floor(cls.num_cpus * scale * 10_000) / 10_000 for name, cls in analyzers.items()}
 
 
 def ray_actor_factory(settings: Settings, analyzers: dict[str, type[Analyzer]],
