@@ -1,0 +1,249 @@
+"""COCO object detection (YOLOv8n) on real photos: both backends, every image flavour, hostile files."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.yolo import Detection, YoloOnnxDetector, YoloUltralyticsDetector
+from tests.media_samples import (
+    bomb_png,
+    bus_jpg_path,
+    evidence,
+    jpeg_with_exif,
+    truncated_copy,
+    zidane_jpg_path,
+)
+from workers.analyzers.base import AnalysisFailed, AnalysisLimits, FindingData
+from workers.analyzers.objects import KIND, MAX_CROPS, Found, ObjectsAnalyzer, choose_crops
+from workers.analyzers.registry import select
+from workers.imaging import Frame
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> ObjectsAnalyzer:
+    """The analyzer with its default backend, loaded once for the module."""
+    loaded = ObjectsAnalyzer()
+    loaded.load()
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def bus_findings(analyzer: ObjectsAnalyzer) -> list[FindingData]:
+    """The analyzer's findings on bus.jpg, the reference the other flavours are compared with."""
+    return _analyze(analyzer, bus_jpg_path())
+
+
+@pytest.fixture(scope="module")
+def ultralytics_detector() -> Iterator[YoloUltralyticsDetector]:
+    detector = YoloUltralyticsDetector()
+    detector.load()
+    yield detector
+
+
+def _rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _iou(a: list[float] | tuple[float, ...], b: list[float] | tuple[float, ...]) -> float:
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = width * height
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _analyze(analyzer: ObjectsAnalyzer, path: Path) -> list[FindingData]:
+    item = evidence(path)
+    assert analyzer.accepts_media(item.media_type), item.media_type
+    findings = analyzer.analyze(item, AnalysisLimits())
+    json.dumps([{"kind": f.kind, "label": f.label, "confidence": f.confidence, "data": f.data} for f in findings],
+               allow_nan=False)
+    return findings
+
+
+def _classes(findings: list[FindingData], frame: int | None = None) -> list[str]:
+    return [f.data["class"] for f in findings if frame is None or f.data["frame"] == frame]
+
+
+def _bus_box(findings: list[FindingData]) -> list[float]:
+    buses = [f for f in findings if f.data["class"] == "bus"]
+    assert buses, f"no bus in {_classes(findings)}"
+    return max(buses, key=lambda f: f.confidence or 0.0).data["box"]
+
+
+def test_objects_analyzer_is_registered_with_its_contract() -> None:
+    cls = select(["objects"])["objects"]
+    assert cls is ObjectsAnalyzer and cls.version == "1.0.0" and cls.num_cpus == 1.0
+    assert cls.produces == frozenset({"objects.detection"})
+    assert cls.accepts_media("image/heic") and not cls.accepts_media("application/pdf")
+
+
+def test_bus_has_a_bus_and_four_people_with_crops(analyzer: ObjectsAnalyzer, bus_findings: list[FindingData]) -> None:
+    findings = bus_findings
+    classes = _classes(findings)
+    assert "bus" in classes and classes.count("person") >= 4
+    for finding in findings:
+        assert finding.kind == KIND and (finding.confidence or 0) >= 0.25
+        assert finding.label == f"{finding.data['class']} {finding.confidence:.2f}"
+        x1, y1, x2, y2 = finding.data["box"]
+        assert 0 <= x1 < x2 <= 810 and 0 <= y1 < y2 <= 1080 and finding.data["frame"] == 0
+        assert finding.data["model"]["backend"] == "onnxruntime"
+        assert finding.data["model"]["sha256"] == analyzer.detector.spec.sha256
+        (crop,) = finding.artifacts
+        assert crop.name.startswith("crop-0-") and crop.content_type == "image/jpeg"
+        with Image.open(io.BytesIO(crop.data)) as image:
+            assert image.format == "JPEG" and min(image.size) >= 8
+            image.verify()
+    assert len({a.name for f in findings for a in f.artifacts}) == len(findings)
+    assert analyzer.provenance()["detector"]["backend"] == "onnxruntime"
+
+
+def test_zidane_has_two_people(analyzer: ObjectsAnalyzer) -> None:
+    assert _classes(_analyze(analyzer, zidane_jpg_path())).count("person") >= 2
+
+
+def test_exif_rotated_photo_gives_upright_boxes(analyzer: ObjectsAnalyzer, bus_findings: list[FindingData],
+                                                tmp_path: Path) -> None:
+    """Orientation 6 shows bus.jpg's stored pixels turned 90° clockwise: a sideways bus in a 1080 x 810 frame.
+
+    YOLOv8n names the sideways bus differently (it was trained on upright photos), so the check is on the
+    coordinates: every box is in the upright frame and matches the same class on the physically rotated photo.
+    """
+    findings = _analyze(analyzer, jpeg_with_exif(tmp_path / "bus-exif6.jpg", orientation=6))
+    assert findings
+    for finding in findings:
+        x1, y1, x2, y2 = finding.data["box"]
+        assert 0 <= x1 < x2 <= 1080 and 0 <= y1 < y2 <= 810
+    with Image.open(bus_jpg_path()) as image:
+        upright = np.asarray(image.convert("RGB").transpose(Image.Transpose.ROTATE_270))
+    assert upright.shape[:2] == (810, 1080)
+    direct = analyzer.detector.predict(upright)
+    for finding in findings:
+        same = [d for d in direct if d.class_id == finding.data["class_id"]]
+        assert same and max(_iou(finding.data["box"], d.box) for d in same) > 0.8, finding.label
+    # The largest object is the bus: its stored box (31, 231, 801, 776) turned clockwise is (x, y) -> (1080 - y, x).
+    largest = max(findings, key=lambda f: (f.data["box"][2] - f.data["box"][0]) * (f.data["box"][3] - f.data["box"][1]))
+    stored = _bus_box(bus_findings)
+    turned = [1080 - stored[3], stored[0], 1080 - stored[1], stored[2]]
+    assert _iou(largest.data["box"], turned) > 0.6
+
+
+def _grey(path: Path, photo: Image.Image) -> None:
+    photo.convert("L").save(path, "PNG")
+
+
+def _cmyk(path: Path, photo: Image.Image) -> None:
+    photo.convert("CMYK").save(path, "JPEG", quality=92)
+
+
+def _grey16(path: Path, photo: Image.Image) -> None:
+    Image.fromarray(np.asarray(photo.convert("L"), dtype=np.uint16) * 257).save(path, "PNG")
+
+
+def _rgba(path: Path, photo: Image.Image) -> None:
+    rgba = photo.convert("RGBA")
+    alpha = np.full((photo.height, photo.width), 255, np.uint8)
+    alpha[:, :40] = 0  # a transparent strip, flattened on white
+    rgba.putalpha(Image.fromarray(alpha))
+    rgba.save(path, "PNG")
+
+
+def _webp(path: Path, photo: Image.Image) -> None:
+    photo.save(path, "WEBP", quality=90)
+
+
+def _heic(path: Path, photo: Image.Image) -> None:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    photo.save(path, "HEIF", quality=90)
+
+
+@pytest.mark.parametrize(("writer", "suffix", "media_type", "mode"), [
+    (_grey, "png", "image/png", "L"), (_cmyk, "jpg", "image/jpeg", "CMYK"), (_grey16, "png", "image/png", "I;16"),
+    (_rgba, "png", "image/png", "RGBA"), (_webp, "webp", "image/webp", "RGB"), (_heic, "heic", "image/heic", "RGB"),
+], ids=["grey", "cmyk-jpeg", "grey16-png", "rgba-png", "webp", "heic"])
+def test_every_image_flavour_of_the_bus_still_finds_the_bus(
+        analyzer: ObjectsAnalyzer, bus_findings: list[FindingData], tmp_path: Path,
+        writer: Callable[[Path, Image.Image], None], suffix: str, media_type: str, mode: str) -> None:
+    path = tmp_path / f"bus.{suffix}"
+    with Image.open(bus_jpg_path()) as photo:
+        writer(path, photo.convert("RGB"))
+    with Image.open(path) as written:
+        assert written.mode == mode
+    assert evidence(path).media_type == media_type
+    findings = _analyze(analyzer, path)
+    assert _iou(_bus_box(findings), _bus_box(bus_findings)) > 0.8
+
+
+def test_animated_gif_frames_are_analysed_separately(analyzer: ObjectsAnalyzer, tmp_path: Path) -> None:
+    canvas = (810, 1080)
+    with Image.open(bus_jpg_path()) as bus, Image.open(zidane_jpg_path()) as zidane:
+        people = Image.new("RGB", canvas, (114, 114, 114))
+        people.paste(zidane.convert("RGB").resize((810, 456)), (0, 300))
+        frames = [bus.convert("RGB"), Image.new("RGB", canvas, (114, 114, 114)), people]
+    path = tmp_path / "three.gif"
+    frames[0].save(path, "GIF", save_all=True, append_images=frames[1:], duration=200, loop=0)
+    findings = _analyze(analyzer, path)
+    assert "bus" in _classes(findings, 0) and _classes(findings, 1) == []
+    assert _classes(findings, 2).count("person") >= 2
+    assert {a.name.split("-")[1] for f in findings for a in f.artifacts} == {"0", "2"}
+
+
+def test_tiny_image_is_a_successful_run(analyzer: ObjectsAnalyzer, tmp_path: Path) -> None:
+    path = tmp_path / "tiny.png"
+    Image.fromarray(np.random.default_rng(7).integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(path)
+    findings = _analyze(analyzer, path)
+    assert all(0 <= v <= 16 for f in findings for v in f.data["box"])
+
+
+def test_truncated_jpeg_fails_with_its_reason(analyzer: ObjectsAnalyzer, tmp_path: Path) -> None:
+    path = truncated_copy(bus_jpg_path(), tmp_path / "cut.jpg", 0.4)
+    with pytest.raises(AnalysisFailed, match="truncated or corrupt"):
+        analyzer.analyze(evidence(path), AnalysisLimits())
+
+
+def test_decompression_bomb_is_refused_undecoded(analyzer: ObjectsAnalyzer, tmp_path: Path) -> None:
+    path = bomb_png(tmp_path / "bomb.png", 12000, 12000)
+    with pytest.raises(AnalysisFailed, match="over the limit of 120,000,000 pixels"):
+        analyzer.analyze(evidence(path), AnalysisLimits())
+
+
+def test_onnxruntime_and_ultralytics_backends_agree_on_the_bus(
+        analyzer: ObjectsAnalyzer, ultralytics_detector: YoloUltralyticsDetector) -> None:
+    pixels = _rgb(bus_jpg_path())
+    direct, through = analyzer.detector.predict(pixels), ultralytics_detector.predict(pixels)
+    assert sorted(d.label for d in direct) == sorted(d.label for d in through)
+    assert "bus" in {d.label for d in direct}
+    for mine in direct:
+        best = max((d for d in through if d.class_id == mine.class_id), key=lambda d: _iou(mine.box, d.box))
+        assert _iou(mine.box, best.box) > 0.9 and abs(mine.confidence - best.confidence) < 0.02
+    assert ultralytics_detector.provenance()["backend"] == "ultralytics"
+    assert isinstance(analyzer.detector, YoloOnnxDetector)
+
+
+def test_detector_refuses_what_is_not_an_rgb_image(analyzer: ObjectsAnalyzer) -> None:
+    with pytest.raises(ValueError, match="H x W x 3 uint8"):
+        analyzer.detector.predict(np.zeros((32, 32), np.uint8))
+
+
+def test_crops_are_capped_at_the_most_confident_and_skip_slivers() -> None:
+    frame = Frame(0, np.zeros((100, 200, 3), np.uint8), 1.0, (200, 100))
+    found = [Found(frame, n, Detection(0, "person", 0.3 + n / 200, (n % 150, 10.0, n % 150 + 20.0, 40.0)))
+             for n in range(MAX_CROPS + 20)]
+    sliver = Found(frame, 99, Detection(0, "person", 0.99, (10.0, 10.0, 14.0, 90.0)))
+    chosen = choose_crops([*found, sliver])
+    assert len(chosen) == MAX_CROPS and len(found) not in chosen
+    assert chosen == set(range(20, MAX_CROPS + 20))
