@@ -132,12 +132,12 @@ def throughput(actors: list[Any], path: str, images: int) -> dict[str, float]:
 
 
 def run_benchmark(runs: int, images: int) -> dict[str, Any]:
+    os.environ.update(SINGLE_THREAD)
+    init_ray(Settings(_env_file=None, ray_num_cpus=os.cpu_count() or 2))  # type: ignore[call-arg]
     import ray
 
-    os.environ.update(SINGLE_THREAD)
     available = [name for name, cls in registry.load_all().items() if cls.accepts_media("image/jpeg")]
     vision = [name for name in VISION if name in available]
-    init_ray(Settings(_env_file=None, ray_num_cpus=os.cpu_count() or 2))  # type: ignore[call-arg]
     result: dict[str, Any] = {"benchmark": "vision", "started_at": dt.datetime.now(dt.UTC).isoformat(),
                               "machine": machine_info(), **locard_commit(), "runs": runs,
                               "photo": "zidane.jpg scaled to 1920x1080", "analyzers": {}}

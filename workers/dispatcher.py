@@ -17,13 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage import analysis, intake, jobs
 from storage.analysis import RunOutcome
 from storage.db import transaction
 from storage.objectstore import ObjectStore, ObjectStoreError
-from storage.schema import Evidence, utcnow
+from storage.schema import Evidence, Finding, Job, utcnow
 from storage.settings import Settings
 from workers.analyzers.base import Analyzer
 
@@ -130,15 +131,44 @@ class Dispatcher:
                              lease_seconds=self.settings.job_lease_seconds, limit=32)
         for job in claimed:
             with transaction(self.factory) as session:
-                evidence = session.get_one(Evidence, job.evidence_id)
-                planned = [name for name, cls in sorted(self.analyzers.items())
-                           if cls.accepts_media(evidence.media_type)]
-                for name in planned:
-                    jobs.enqueue(session, kind="analysis", dedupe_key=f"analysis:{evidence.id}:{name}",
-                                 evidence_id=evidence.id, analyzer=name,
-                                 max_attempts=self.settings.job_max_attempts)
+                self._plan(session, session.get_one(Evidence, job.evidence_id))
                 jobs.finish(session, job_id=job.id, owner=self.owner, state="succeeded")
         return len(claimed)
+
+    def _plan(self, session: Session, evidence: Evidence) -> list[str]:
+        """Enqueue each analyzer that accepts the evidence and whose required analyzers have all ended.
+
+        Called when the evidence is planned and whenever one of its analyses ends, in the same transaction,
+        so an analyzer that depends on another (plates on objects) is queued exactly when it can run.
+        """
+        ended = set(session.scalars(select(Job.analyzer).where(
+            Job.evidence_id == evidence.id, Job.kind == "analysis", Job.state.in_(jobs.TERMINAL))))
+        accepting = {name for name, cls in self.analyzers.items() if cls.accepts_media(evidence.media_type)}
+        planned = []
+        for name in sorted(accepting):
+            pending = [need for need in self.analyzers[name].requires if need in accepting and need not in ended]
+            if pending:
+                continue
+            _, new = jobs.enqueue(session, kind="analysis", dedupe_key=f"analysis:{evidence.id}:{name}",
+                                  evidence_id=evidence.id, analyzer=name, max_attempts=self.settings.job_max_attempts)
+            if new:
+                planned.append(name)
+        return planned
+
+    def _upstream(self, session: Session, evidence_id: str, analyzer: str) -> dict[str, list[dict[str, Any]]]:
+        """The findings of the analyzers `analyzer` requires that succeeded (absent: failed or not run)."""
+        upstream: dict[str, list[dict[str, Any]]] = {}
+        for need in self.analyzers[analyzer].requires:
+            succeeded = session.scalar(select(Job.id).where(
+                Job.evidence_id == evidence_id, Job.kind == "analysis", Job.analyzer == need,
+                Job.state == "succeeded"))
+            if succeeded is None:
+                continue
+            rows = session.scalars(select(Finding).where(Finding.evidence_id == evidence_id,
+                                                         Finding.analyzer == need).order_by(Finding.id))
+            upstream[need] = [{"kind": row.kind, "label": row.label, "confidence": row.confidence,
+                               "data": row.data} for row in rows]
+        return upstream
 
     # -- analysis ---------------------------------------------------------------------------------
     def submit_analysis(self) -> int:
@@ -157,7 +187,8 @@ class Dispatcher:
                 evidence = session.get_one(Evidence, job.evidence_id)
                 ref = {"id": evidence.id, "bucket": evidence.bucket, "object_key": evidence.object_key,
                        "version_id": evidence.version_id, "sha256": evidence.sha256,
-                       "media_type": evidence.media_type, "original_filename": evidence.original_filename}
+                       "media_type": evidence.media_type, "original_filename": evidence.original_filename,
+                       "upstream": self._upstream(session, evidence.id, job.analyzer)}
             pool = self.pools[job.analyzer]
             actor = pool[self._next_actor[job.analyzer] % len(pool)]
             self._next_actor[job.analyzer] += 1
@@ -190,6 +221,8 @@ class Dispatcher:
         with transaction(self.factory) as session:
             run = analysis.record_outcome(session, job_id=job.id, owner=self.owner, attempt=job.attempt,
                                           outcome=outcome, retry_in=retry_in)
+            if run is not None and job.evidence_id is not None:
+                self._plan(session, session.get_one(Evidence, job.evidence_id))
         if run is None:
             log.warning("job %d: lease lost before its result came back; result discarded", job.id)
 
@@ -209,6 +242,8 @@ class Dispatcher:
                 analysis.record_abandoned(
                     session, job, reason=f"attempt {job.attempts} abandoned: its lease ran out "
                                          f"(holder {job.lease_owner} stopped mid-work)")
+                if job.kind == "analysis" and job.evidence_id is not None:
+                    self._plan(session, session.get_one(Evidence, job.evidence_id))
         return len(stale)
 
     def drain(self, timeout: float = 30.0) -> None:

@@ -14,10 +14,20 @@ def ray_environment(settings: Settings) -> dict[str, str]:
 
 
 def init_ray(settings: Settings) -> None:
-    """Connect to the configured cluster, or start a local Ray sized for this machine."""
+    """Connect to the configured cluster, or start a local Ray sized for this machine.
+
+    Ray reads RAY_AUTH_MODE once, when it is first imported: the environment is set before that, and a
+    process that imported Ray earlier under another mode is refused rather than left to fail obscurely.
+    """
+    import sys
+
+    environment = ray_environment(settings)
+    if "ray" in sys.modules and os.environ.get("RAY_AUTH_MODE") != environment["RAY_AUTH_MODE"]:
+        raise RuntimeError(f"Ray was imported before RAY_AUTH_MODE was set to {environment['RAY_AUTH_MODE']!r}; "
+                           "set it in the environment of every Ray process")
+    os.environ.update(environment)
     import ray
 
-    os.environ.update(ray_environment(settings))
     if ray.is_initialized():
         return
     if settings.ray_address:

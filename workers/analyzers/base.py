@@ -28,6 +28,8 @@ class EvidenceFile:
     size: int
     media_type: str
     filename: str | None = None
+    # Findings of the analyzers this one `requires`, by analyzer name (empty when they failed or were not run).
+    upstream: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class Analyzer(ABC):
     accepts: ClassVar[frozenset[str]]
     produces: ClassVar[frozenset[str]]
     num_cpus: ClassVar[float] = 0.25
+    # Analyzers whose findings this one reuses (e.g. plates look inside the vehicles `objects` found). It runs
+    # once they have ended, succeeded or failed, and must still work when their findings are missing.
+    requires: ClassVar[tuple[str, ...]] = ()
 
     def load(self) -> None:  # noqa: B027 - optional hook; model-backed analyzers override it
         """Load models and warm up; called once per worker, never in a request path."""
