@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     ray_num_cpus: int = Field(default=0, ge=0)
     job_lease_seconds: float = Field(default=60.0, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
+    worker_restart_seconds: float = Field(default=15.0, ge=0)  # wait before retrying on a restarted actor
     max_image_pixels: int = Field(default=120_000_000, gt=0)
     analyzers: str = ""  # comma-separated names; empty means every registered analyzer
 

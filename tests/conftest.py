@@ -89,4 +89,4 @@ def settings(tmp_path: Path, database_url: str, seaweed: SeaweedServer, s3_store
                     s3_secret_key=seaweed.config.secret_key, evidence_bucket=s3_store.evidence_bucket,
                     derived_bucket=s3_store.derived_bucket, retention_days=1, max_upload_bytes=8 * 1024 * 1024,
                     webhook_token="test-webhook-token-0123456789", sweep_interval_seconds=0.5,
-                    job_lease_seconds=5, ray_num_cpus=2)
+                    job_lease_seconds=5, worker_restart_seconds=3, ray_num_cpus=2)

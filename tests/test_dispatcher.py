@@ -189,6 +189,9 @@ def test_a_dying_worker_is_recorded_and_retried(ray_cluster: None, settings: Set
 
     _run_until_settled(Dispatcher(settings, factory, s3_store, analyzers, actor_factory=make), factory)
     runs = sorted(_runs(factory, evidence_id)["hashes"], key=lambda r: r.attempt)
-    assert [(r.attempt, r.status) for r in runs] == [(1, "failed"), (2, "succeeded")]
-    assert "died" in (runs[0].error or "")
+    # The first attempt dies with its worker; Ray restarts the actor, and a retry (a second one when the
+    # restart is slow under load: "temporarily unavailable") succeeds. Exactly one success, within bounds.
+    assert [r.attempt for r in runs] == list(range(1, len(runs) + 1)) and len(runs) <= settings.job_max_attempts
+    assert [r.status for r in runs] == ["failed"] * (len(runs) - 1) + ["succeeded"]
+    assert all("worker died" in (r.error or "") for r in runs[:-1])
     assert len(_findings(factory, evidence_id)["hash.cryptographic"]) == 1

@@ -210,14 +210,19 @@ class Dispatcher:
                 outcome = RunOutcome(analyzer=flight.job.analyzer or "?", analyzer_version="unknown",
                                      status="failed", retryable=True,
                                      error=f"the analyzer's worker died: {_first_line(exc)}")
+                self._close(flight.job, outcome, worker_lost=True)
+                continue
             except RayError as exc:
                 outcome = RunOutcome(analyzer=flight.job.analyzer or "?", analyzer_version="unknown",
                                      status="failed", retryable=True, error=f"Ray error: {_first_line(exc)}")
             self._close(flight.job, outcome)
         return len(ready)
 
-    def _close(self, job: jobs.ClaimedJob, outcome: RunOutcome) -> None:
-        retry_in = 2.0**job.attempt if outcome.retryable and job.attempt < job.max_attempts else None
+    def _close(self, job: jobs.ClaimedJob, outcome: RunOutcome, *, worker_lost: bool = False) -> None:
+        retry_in = None
+        if outcome.retryable and job.attempt < job.max_attempts:
+            # A dead actor is restarted by Ray and reloads its models: give it that long before the retry.
+            retry_in = self.settings.worker_restart_seconds * job.attempt if worker_lost else 2.0**job.attempt
         with transaction(self.factory) as session:
             run = analysis.record_outcome(session, job_id=job.id, owner=self.owner, attempt=job.attempt,
                                           outcome=outcome, retry_in=retry_in)
