@@ -58,3 +58,9 @@ def test_model_base_loads_once_and_refuses_to_predict_unloaded() -> None:
     model.load()
     model.load()
     assert Doubler.loads == 1 and model.predict(np.ones(2)).tolist() == [2.0, 2.0]
+
+
+def test_readme_lists_every_model_with_its_hash() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for spec in ALL_SPECS:
+        assert spec.sha256 in readme and spec.name in readme, spec.name
