@@ -10,10 +10,12 @@ different persons are Eileen Collins (scikit-image's astronaut) and the two men 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,8 @@ from tests.media_samples import (
 )
 from workers.analyzers import faces as faces_module
 from workers.analyzers.base import AnalysisFailed, AnalysisLimits, FindingData
-from workers.analyzers.faces import FacesAnalyzer, facenet_from_environment
+from workers.analyzers.faces import FacesAnalyzer, Region, facenet_from_environment, iou, person_boxes, plan_search
+from workers.analyzers.objects import ObjectsAnalyzer
 from workers.analyzers.registry import select
 
 ORIENTATION = 0x0112
@@ -60,8 +63,9 @@ def analyzer() -> FacesAnalyzer:
     return loaded
 
 
-def _analyze(analyzer: FacesAnalyzer, path: Path) -> list[FindingData]:
-    findings = analyzer.analyze(evidence(path), AnalysisLimits())
+def _analyze(analyzer: FacesAnalyzer, path: Path, objects: list[dict[str, Any]] | None = None) -> list[FindingData]:
+    item = evidence(path) if objects is None else dataclasses.replace(evidence(path), upstream={"objects": objects})
+    findings = analyzer.analyze(item, AnalysisLimits())
     for finding in findings:
         json.dumps(finding.data, allow_nan=False)
         assert finding.kind == "faces.face" and finding.confidence is not None and finding.confidence >= 0.9
@@ -225,6 +229,7 @@ def test_registration_and_provenance_of_every_model(analyzer: FacesAnalyzer) -> 
     assert models["face_embedding"]["sha256"] == DLIB_FACE_EMBEDDING.sha256
     assert models["face_embedding"]["landmarks"]["sha256"] == DLIB_SHAPE_5.sha256
     assert "face_embedding_facenet" not in models
+    assert FacesAnalyzer.requires == ("objects",) and models["face_detector"]["pyramid_factor"] == 0.709
 
 
 def test_aligned_crop_puts_the_eyes_on_the_template(analyzer: FacesAnalyzer) -> None:
@@ -243,6 +248,85 @@ def test_alignment_falls_back_to_the_eyes_without_a_consensus(monkeypatch: pytes
     matrix = alignment_matrix(face, size=112)
     eyes = np.array([[10, 20, 1], [30, 25, 1]], dtype=np.float64)
     assert np.allclose(eyes @ matrix.T, ARCFACE_TEMPLATE_112[:2], atol=1e-4)
+
+
+Objects = Callable[[Path], list[dict[str, Any]]]  # the cascade: the real `objects` analyzer's findings guide faces
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Objects:
+    """The `objects` findings of an image as the dispatcher hands them over, each image analysed once."""
+    objects = ObjectsAnalyzer()
+    objects.load()
+    return functools.cache(lambda path: [{"kind": f.kind, "label": f.label, "confidence": f.confidence, "data": f.data}
+                                         for f in objects.analyze(evidence(path), AnalysisLimits())])
+
+
+def _same_faces(found: list[FindingData], reference: list[FindingData], objects: list[dict[str, Any]]) -> None:
+    """`found` (person regions) holds the faces of `reference` (whole frame), each in its own person's box."""
+    assert len(found) == len(reference) and {face.data["search"] for face in found} == {"person-regions"}
+    for face in reference:  # MTCNN's boxes move a little with the scale it searches at (a turned head most)
+        match = max(found, key=lambda other: iou(other.data["box"], face.data["box"]))
+        assert iou(match.data["box"], face.data["box"]) > 0.75, (match.data["box"], face.data["box"])
+        person = objects[match.data["person"]]["data"]
+        assert person["class"] == "person" and _inside(list(_centre(match)), person["box"])
+    assert len({face.data["person"] for face in found}) == len(found)
+
+
+def _spy(analyzer: FacesAnalyzer, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    shapes: list[tuple[int, ...]] = []
+    predict = analyzer.detector.predict
+    monkeypatch.setattr(analyzer.detector, "predict", lambda pixels: shapes.append(pixels.shape[:2]) or predict(pixels))
+    return shapes
+
+
+def test_person_regions_find_the_faces(analyzer: FacesAnalyzer, upstream: Objects, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6  # stored turned: `objects` reports upright boxes; analysed at 0.9, so are they scaled
+    turned = _save(Image.open(zidane_jpg_path()).transpose(Image.Transpose.ROTATE_90), tmp_path / "t.jpg", exif=exif)
+    zidane, bus = zidane_jpg_path(), bus_jpg_path()
+    for path, original, scale in ((zidane, zidane, 1.0), (bus, bus, 1.0), (turned, zidane, 0.9)):
+        reference, pixels = _analyze(analyzer, original), np.prod(Image.open(original).size)
+        monkeypatch.setattr(faces_module, "MAX_SIDE", round(1280 * scale) if scale < 1 else 2048)
+        shapes = _spy(analyzer, monkeypatch)
+        found = _analyze(analyzer, path, upstream(path))
+        _same_faces(found, reference, upstream(path))
+        assert {face.data["quality"]["measured_at_scale"] for face in found} == {scale}
+        assert len(shapes) > 1 and sum(h * w for h, w in shapes) < 0.6 * pixels  # crops, far fewer pixels
+        monkeypatch.undo()
+
+
+def test_a_frame_filling_person_or_nobody_found_search_the_whole_frame(analyzer: FacesAnalyzer, upstream: Objects,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = skimage_data_path("astronaut.png")
+    (reference,) = _analyze(analyzer, path)
+    for objects, person in ((upstream(path), {"person": 0}), ([], {})):  # fills the frame; nobody (a close-up)
+        (face,) = _analyze(analyzer, path, objects)
+        assert face.data == {**reference.data, **person} and face.data["search"] == "whole-frame"
+    shapes = _spy(analyzer, monkeypatch)  # nobody in zidane.jpg: searched smaller than DETECT_SIDE, still found
+    assert len(_analyze(analyzer, zidane_jpg_path(), [])) == 2 and shapes == [(540, faces_module.NO_PERSON_SIDE)]
+
+
+def test_search_plan_follows_the_person_boxes(analyzer: FacesAnalyzer, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    assert plan_search(1080, 1920, None) == ("whole-frame", [Region((0, 0, 1920, 1080), 20, 1280)])  # DETECT_SIDE
+    assert plan_search(1080, 1920, []) == ("whole-frame", [Region((0, 0, 1920, 1080), 20, 960)])  # NO_PERSON_SIDE
+    search, [distant] = plan_search(1080, 1920, [(3, (100.0, 500.0, 140.0, 600.0))])  # 100 px: full scale
+    assert search == "person-regions" and distant == Region((96, 490, 144, 610), 20, 1280, (3,))
+    search, [near] = plan_search(1080, 1920, [(0, (400.0, 80.0, 900.0, 1080.0)), (1, (450.0, 100.0, 950.0, 1060.))])
+    assert search == "person-regions" and near.box == (350, 0, 1000, 1080) and sorted(near.people) == [0, 1]
+    assert near.scale == 20 / (960 / 25)  # merged; a face of 1/25 of the smaller person becomes 20 px
+    assert plan_search(400, 400, [(0, (20.0, 30.0, 380.0, 390.0))])[0] == "whole-frame"  # costs about the frame
+    assert plan_search(1080, 1920, [(n, (50.0 * n, 9.0, 50.0 * n + 40, 99.0)) for n in range(33)])[0] == "whole-frame"
+    found = [("car", [0, 0, 9, 9], 0), ("person", [1, 2, 30, 80], 2), ("person", [9, 9, 1, 1], 0), ("person", "?", 0)]
+    assert person_boxes([{"kind": "objects.detection", "data": {"class": kind, "box": box, "frame": frame}}
+                         for kind, box, frame in found]) == {2: [(1, (1.0, 2.0, 30.0, 80.0))]}
+    frames = [Image.new("RGB", (64, 64), (10 * n, 90, 90)) for n in range(12)]  # faces reads 0, 4, 7 and 11
+    path = _save(frames[0], tmp_path / "pages.tif", save_all=True, append_images=frames[1:])  # objects 8 of 12
+    seen: list[Any] = []
+    monkeypatch.setattr(faces_module, "plan_search", lambda *args: seen.append(args[2]) or plan_search(*args))
+    assert _analyze(analyzer, path, []) == [] and seen == [[], None, None, []]  # 4 and 7: `objects` did not read them
 
 
 # FaceNet: operator-configured weights. A randomly initialised InceptionResnetV1 saved by the test stands in for
