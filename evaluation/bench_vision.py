@@ -15,6 +15,7 @@ The photo is ultralytics' zidane.jpg (two people, real faces) scaled to 1920×10
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -28,7 +29,7 @@ from evaluation.common import RESULTS, describe, locard_commit, machine_info
 from storage.media import SNIFF_BYTES, sniff_media_type
 from storage.settings import Settings
 from workers.analyzers import registry
-from workers.analyzers.base import AnalysisLimits, Analyzer, EvidenceFile
+from workers.analyzers.base import AnalysisLimits, Analyzer, EvidenceFile, FindingData
 from workers.runtime import init_ray
 
 DEFAULT_OUT = RESULTS / "vision.json"
@@ -62,54 +63,103 @@ def evidence_file(path: Path) -> EvidenceFile:
 
 
 def peak_rss_mib() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    """This process's peak resident memory (VmHWM), in MiB."""
+    return _status_mib("VmHWM:") or round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def rss_mib() -> float:
+    """This process's resident memory now (VmRSS), in MiB."""
+    return _status_mib("VmRSS:")
+
+
+def _status_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 class BenchWorker:
     """A Ray actor holding some analyzers, loaded once, like production's analyzer actors."""
 
     def __init__(self, names: list[str]) -> None:
-        import torch
+        import sys
 
-        torch.set_num_threads(1)
         self.load_ms: dict[str, float] = {}
         self.analyzers: dict[str, Analyzer] = {}
-        for name, cls in registry.select(names).items():
+        selected = registry.select(names)
+        order = sorted(selected, key=lambda n: (len(selected[n].requires), n))  # required ones first
+        for name in order:
             start = time.perf_counter()
-            analyzer = cls()
+            analyzer = selected[name]()
             analyzer.load()
             self.load_ms[name] = round((time.perf_counter() - start) * 1000, 1)
             self.analyzers[name] = analyzer
-        self.rss_after_load = peak_rss_mib()
+        self.rss_after_load = rss_mib()
+        # Upstream findings for analyzers measured without the ones they require (untimed, as in production,
+        # where the required analyzer has already run in its own actor).
+        needed = {need for a in self.analyzers.values() for need in a.requires if need not in self.analyzers}
+        self.helpers: dict[str, Analyzer] = {}
+        for name, cls in registry.select(sorted(needed)).items():
+            self.helpers[name] = cls()
+            self.helpers[name].load()
+        if "torch" in sys.modules:
+            import torch
+
+            torch.set_num_threads(1)
         self.limits = AnalysisLimits()
 
+    def _item(self, path: Path, done: dict[str, list[dict[str, Any]]]) -> EvidenceFile:
+        return dataclasses.replace(evidence_file(path), upstream=done)
+
+    def _helper_findings(self, path: Path) -> dict[str, list[dict[str, Any]]]:
+        item = evidence_file(path)
+        return {name: [_as_dict(f) for f in helper.analyze(item, self.limits)] for name, helper in self.helpers.items()}
+
+    def _analyze(self, name: str, path: Path, done: dict[str, list[dict[str, Any]]]) -> int:
+        analyzer = self.analyzers[name]
+        item = self._item(path, {need: done[need] for need in analyzer.requires if need in done})
+        findings = analyzer.analyze(item, self.limits)
+        done[name] = [_as_dict(f) for f in findings]
+        return len(findings)
+
     def run(self, path: str, runs: int) -> dict[str, Any]:
-        """Run every analyzer on the photo: one warm-up, then `runs` timed passes."""
-        item = evidence_file(Path(path))
-        for analyzer in self.analyzers.values():
-            analyzer.analyze(item, self.limits)
+        """Run every analyzer on the photo (required ones first, their findings passed on): one warm-up, then
+        `runs` timed passes."""
+        photo = Path(path)
+        base = self._helper_findings(photo)
+        done = dict(base)
+        for name in self.analyzers:
+            self._analyze(name, photo, done)
         per_analyzer: dict[str, list[float]] = {name: [] for name in self.analyzers}
         totals: list[float] = []
         findings: dict[str, int] = {}
         for _ in range(runs):
             total = 0.0
-            for name, analyzer in self.analyzers.items():
+            done = dict(base)
+            for name in self.analyzers:
                 start = time.perf_counter()
-                findings[name] = len(analyzer.analyze(item, self.limits))
+                findings[name] = self._analyze(name, photo, done)
                 elapsed = (time.perf_counter() - start) * 1000
                 per_analyzer[name].append(elapsed)
                 total += elapsed
             totals.append(total)
         return {"ms": {name: describe(values) for name, values in per_analyzer.items()},
                 "pipeline_ms": describe(totals), "findings": findings, "load_ms": self.load_ms,
-                "rss_after_load_mib": self.rss_after_load, "peak_rss_mib": peak_rss_mib()}
+                "rss_after_load_mib": self.rss_after_load, "rss_after_runs_mib": rss_mib(),
+                "peak_rss_mib": peak_rss_mib(), "pid": os.getpid()}
 
     def process(self, path: str) -> float:
-        item = evidence_file(Path(path))
+        photo = Path(path)
         start = time.perf_counter()
-        for analyzer in self.analyzers.values():
-            analyzer.analyze(item, self.limits)
+        done = self._helper_findings(photo)
+        for name in self.analyzers:
+            self._analyze(name, photo, done)
         return (time.perf_counter() - start) * 1000
+
+
+def _as_dict(finding: FindingData) -> dict[str, Any]:
+    return {"kind": finding.kind, "label": finding.label, "confidence": finding.confidence, "data": finding.data}
 
 
 def _actor(names: list[str]) -> Any:
