@@ -100,7 +100,7 @@ class BenchWorker:
         # where the required analyzer has already run in its own actor).
         needed = {need for a in self.analyzers.values() for need in a.requires if need not in self.analyzers}
         self.helpers: dict[str, Analyzer] = {}
-        for name, cls in registry.select(sorted(needed)).items():
+        for name, cls in (registry.select(sorted(needed)) if needed else {}).items():
             self.helpers[name] = cls()
             self.helpers[name].load()
         if "torch" in sys.modules:
