@@ -114,6 +114,13 @@ def test_zidane_has_two_faces_and_bus_the_two_visible_ones(analyzer: FacesAnalyz
     zidane = sorted(_analyze(analyzer, zidane_jpg_path()), key=_centre)
     assert len(zidane) == 2
     assert 550 < _centre(zidane[0])[0] < 700 and 900 < _centre(zidane[1])[0] < 1060
+    # The turned head (about 60 degrees of yaw) is reported without an embedding, with the reason; the
+    # frontal face is embedded.
+    profile = [face for face in zidane if abs(face.data["quality"]["yaw_degrees"]) > 45]
+    frontal = [face for face in zidane if abs(face.data["quality"]["yaw_degrees"]) <= 45]
+    assert len(profile) == 1 and profile[0].data["embedding"] is None
+    assert "near-frontal" in profile[0].data["embedding_skipped"] and profile[0].artifacts
+    assert len(frontal) == 1 and len(frontal[0].data["embedding"]["vector"]) == 128
     bus = sorted(_analyze(analyzer, bus_jpg_path()), key=_centre)  # two men by the bus; two people cut off
     assert len(bus) == 2
     assert 100 < _centre(bus[0])[0] < 170 and 250 < _centre(bus[1])[0] < 320

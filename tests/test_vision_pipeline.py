@@ -60,7 +60,9 @@ def test_all_analyzers_through_the_api(ray_cluster: None, settings: Settings,  #
         assert "bus" in classes and classes.count("person") >= 4
         assert [f["data"]["text"] for f in by_kind["plates.plate"]] == ["1-ABC-234"]
         assert by_kind["plates.plate"][0]["data"]["vehicle_source"] == "objects"
-        assert len(by_kind["faces.face"]) >= 1 and len(by_kind["faces.face"][0]["data"]["embedding"]["vector"]) == 128
+        faces = by_kind["faces.face"]
+        assert faces and all(f["data"]["search"] == "person-regions" for f in faces)  # where objects saw people
+        assert any(f["data"]["embedding"] and len(f["data"]["embedding"]["vector"]) == 128 for f in faces)
         assert len(by_kind["similarity.embedding"][0]["data"]["vector"]) == by_kind["similarity.embedding"][0][
             "data"]["dimension"]
         assert by_kind["similarity.keypoints"][0]["data"]["count"] > 100

@@ -73,6 +73,10 @@ from workers.analyzers.base import (
 from workers.analyzers.registry import register
 
 MIN_PROBABILITY = 0.9
+# Faces turned further than this (profiles) get no embedding: dlib's and FaceNet's models are trained on
+# near-frontal faces, and in our tests a profile's dlib embedding came within 0.59 of another man (dlib's
+# same-person threshold is 0.6). The face is still reported, with its box, landmarks, quality and crop.
+MAX_EMBEDDING_YAW = 45.0
 MAX_FRAMES = 4
 MAX_SIDE = 2048  # larger images are downscaled; coordinates are mapped back to the evidence
 # MTCNN looks for faces on a copy at most this large (its cost grows with the pixels; 1080p is ~0.5 s on one
@@ -235,6 +239,14 @@ def owner(face: DetectedFace, people: Sequence[Person]) -> int | None:
     return best[0] if best is not None and _intersection(face.box, best[1]) > 0 else None
 
 
+def embeddable_pose(quality: dict[str, Any]) -> bool:
+    """Whether a face is frontal enough for an embedding (|yaw| up to MAX_EMBEDDING_YAW degrees).
+
+    Size and sharpness do not gate: small CCTV faces are still embedded, and their quality travels with them.
+    """
+    return abs(float(quality.get("yaw_degrees", 0.0))) <= MAX_EMBEDDING_YAW
+
+
 def facenet_from_environment() -> FacenetEmbedder | None:
     """The FaceNet embedder the operator configured, or None when neither variable is set."""
     weights, sha256 = os.environ.get(FACENET_WEIGHTS_ENV, "").strip(), os.environ.get(FACENET_SHA256_ENV, "").strip()
@@ -314,16 +326,23 @@ class FacesAnalyzer(Analyzer):
             if not faces:
                 continue
             crops = [aligned_crop(frame.pixels, face) for face in faces]
-            vectors = self.embedder.predict((frame.pixels, faces))
+            qualities = [face_quality(frame.pixels, face, aligned=crop)
+                         for face, crop in zip(faces, crops, strict=True)]
+            embeddable = [i for i, quality in enumerate(qualities) if embeddable_pose(quality)]
+            vectors = dict(zip(embeddable, self.embedder.predict((frame.pixels, [faces[i] for i in embeddable])),
+                               strict=True)) if embeddable else {}
             facenet = None
-            if self.facenet is not None:
-                facenet = (self.facenet.spec.name, self.facenet.predict(np.stack(crops)))
+            if self.facenet is not None and embeddable:
+                batch = self.facenet.predict(np.stack([crops[i] for i in embeddable]))
+                facenet = (self.facenet.spec.name, dict(zip(embeddable, batch, strict=True)))
             for number, (face, crop) in enumerate(zip(faces, crops, strict=True)):
                 where: dict[str, Any] = {"search": search}
                 if in_frame:
                     where["person"] = owner(face, in_frame)
-                extra = None if facenet is None else _embedding(facenet[0], facenet[1][number])
-                findings.append(self._finding(frame, number, face, crop, vectors[number], extra, where))
+                extra = None if facenet is None or number not in facenet[1] else \
+                    _embedding(facenet[0], facenet[1][number])
+                findings.append(self._finding(frame, number, face, crop, qualities[number], vectors.get(number),
+                                              extra, where))
         return findings
 
     def detect(self, pixels: np.ndarray, regions: Sequence[Region]) -> list[DetectedFace]:
@@ -350,8 +369,8 @@ class FacesAnalyzer(Analyzer):
         return sorted(kept, key=lambda face: -face.area())
 
     def _finding(self, frame: imaging.Frame, number: int, face: DetectedFace, crop: np.ndarray,
-                 vector: np.ndarray, facenet: dict[str, Any] | None, where: dict[str, Any]) -> FindingData:
-        quality = face_quality(frame.pixels, face, aligned=crop)
+                 quality: dict[str, Any], vector: np.ndarray | None, facenet: dict[str, Any] | None,
+                 where: dict[str, Any]) -> FindingData:
         quality["measured_at_scale"] = round(frame.scale, 6)  # pixel measures are in the analysed frame
         upright = face.scaled(1 / frame.scale)
         data: dict[str, Any] = {
@@ -362,9 +381,13 @@ class FacesAnalyzer(Analyzer):
             "frame": frame.index,
             "probability": round(face.probability, 6),
             "quality": quality,
-            "embedding": _embedding(self.embedder.spec.name, vector),
+            "embedding": None if vector is None else _embedding(self.embedder.spec.name, vector),
             **where,
         }
+        if vector is None:
+            data["embedding_skipped"] = (f"yaw about {abs(quality['yaw_degrees']):.0f} degrees, beyond "
+                                         f"{MAX_EMBEDDING_YAW:.0f}: the embedding models are trained on near-frontal "
+                                         "faces, and a profile's embedding would mislead a face search")
         if facenet is not None:
             data["embeddings"] = [facenet]
         label = f"face {face.probability:.2f} (quality {quality['score']:.2f})"
