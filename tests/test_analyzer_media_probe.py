@@ -217,3 +217,11 @@ def test_cmyk_thumbnail_has_true_colours(tmp_path: Path) -> None:
     from_rgb = np.asarray(_thumbnail(_probe(rgb_path)[0]), dtype=np.float64)
     from_cmyk = np.asarray(_thumbnail(_probe(_cmyk_jpeg(tmp_path / "cmyk.jpg"))[0]), dtype=np.float64)
     assert np.abs(from_rgb - from_cmyk).mean() < 10  # not inverted, not washed out
+
+
+def test_unreadable_image_still_fails_clearly_after_ultralytics_patched_pillow() -> None:
+    import importlib
+
+    importlib.import_module("ultralytics.utils.patches")  # replaces PIL.Image.open, as the plates worker does
+    with pytest.raises(AnalysisFailed, match="not readable"):
+        _probe(skimage_data_path("multipage_rgb.tif"))

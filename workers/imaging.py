@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 import struct
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -38,6 +40,21 @@ def register_heif_opener() -> None:
         _HEIF_REGISTERED = True
 
 
+def pillow_open() -> Any:
+    """Pillow's own `Image.open`, even after ultralytics has replaced it.
+
+    Importing ultralytics patches `PIL.Image.open` so that a file Pillow cannot identify makes it import (and
+    possibly try to install) the `pi-heif` package; an unreadable evidence file would then fail with a
+    ModuleNotFoundError instead of a clear reason. HEIC is read through pillow-heif, registered by us.
+    """
+    opener = Image.open
+    if getattr(opener, "__module__", "PIL.Image") != "PIL.Image":
+        original = getattr(sys.modules.get(opener.__module__), "_image_open", None)
+        if callable(original):
+            return original
+    return opener
+
+
 def _over_limit(width: int, height: int, max_pixels: int) -> AnalysisFailed:
     return AnalysisFailed(f"image is {width}{TIMES}{height} = {width * height:,} pixels, over the limit of "
                           f"{max_pixels:,} pixels; it was not decoded")
@@ -54,7 +71,7 @@ def open_image_limited(path: Path, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             # Pillow warns between 1x and 2x its limit; the explicit check below decides instead.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = pillow_open()(path)
     except Image.DecompressionBombError as exc:  # over 2x the limit: Pillow refuses before we see the size
         found = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
@@ -189,3 +206,13 @@ def load_frames(path: Path, max_pixels: int, *, max_frames: int = 8, max_side: i
                                  Image.Resampling.BILINEAR)
             frames.append(Frame(index, np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)), scale, size))
     return frames
+
+
+def jpeg_bytes(image: Image.Image | np.ndarray, quality: int = 90) -> bytes:
+    """An RGB image (or pixel array) encoded as JPEG, for crops and thumbnails stored as artifacts."""
+    import io
+
+    picture = Image.fromarray(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()

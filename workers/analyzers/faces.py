@@ -41,7 +41,6 @@ InceptionResnetV1 state dict) and `LOCARD_FACENET_SHA256` (its SHA-256), and opt
 
 from __future__ import annotations
 
-import io
 import math
 import os
 from collections.abc import Sequence
@@ -274,9 +273,7 @@ def _embedding(model: str, vector: np.ndarray) -> dict[str, Any]:
 
 
 def _jpeg(pixels: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=CROP_JPEG_QUALITY)
-    return buffer.getvalue()
+    return imaging.jpeg_bytes(pixels, CROP_JPEG_QUALITY)
 
 
 @register

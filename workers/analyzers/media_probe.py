@@ -4,7 +4,6 @@ EXIF (camera, capture time, GPS), PDF page count and a thumbnail.
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from datetime import datetime
@@ -114,9 +113,7 @@ def _probe_image(image: Image.Image, item: EvidenceFile, data: dict[str, Any]) -
                  "bits_per_channel": imaging.bits_per_channel(image, item.path)})
     thumbnail = imaging.to_rgb(shown)  # `shown` is already a copy: resize it in place
     thumbnail.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    thumbnail.save(buffer, "JPEG", quality=85)
-    return Artifact("thumbnail.jpg", "image/jpeg", buffer.getvalue())
+    return Artifact("thumbnail.jpg", "image/jpeg", imaging.jpeg_bytes(thumbnail, 85))
 
 
 def _pdf_facts(item: EvidenceFile) -> dict[str, Any]:

@@ -28,13 +28,9 @@ other; `threads` sets the onnxruntime intra-op threads (one per actor: Ray scale
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
-from PIL import Image
 
 from models.yolo import Detection, YoloDetector, YoloOnnxDetector, YoloUltralyticsDetector
 from workers import imaging
@@ -83,10 +79,7 @@ def choose_crops(found: list[Found], limit: int = MAX_CROPS, min_side: int = MIN
 def crop_jpeg(item: Found) -> bytes:
     """The detection's box cut from its frame, as a JPEG."""
     x1, y1, x2, y2 = item.crop_box()
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(item.frame.pixels[y1:y2, x1:x2])).save(
-        buffer, "JPEG", quality=CROP_JPEG_QUALITY)
-    return buffer.getvalue()
+    return imaging.jpeg_bytes(item.frame.pixels[y1:y2, x1:x2], CROP_JPEG_QUALITY)
 
 
 def upright_box(item: Found) -> list[float]:

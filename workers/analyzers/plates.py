@@ -27,14 +27,12 @@ A finding's confidence is the detector's confidence times the reading's.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image
 
 from models.base import ModelError
 from models.plates import PlateDetector, PlateReader, PlateReading, TesseractPlateReader
@@ -374,9 +372,7 @@ class PlatesAnalyzer(Analyzer):
         data = {**reading, "box": [round(v / frame.scale, 1) for v in plate.box], "frame": frame.index,
                 "detector_confidence": round(plate.confidence, 4), "detected_by": list(plate.sources),
                 "vehicle_source": vehicle_source}
-        buffer = io.BytesIO()
-        Image.fromarray(crop).save(buffer, "JPEG", quality=JPEG_QUALITY)
-        artifact = Artifact(f"plate-{frame.index}-{number}.jpg", "image/jpeg", buffer.getvalue())
+        artifact = Artifact(f"plate-{frame.index}-{number}.jpg", "image/jpeg", imaging.jpeg_bytes(crop, JPEG_QUALITY))
         return FindingData("plates.plate", data, label=label, confidence=confidence, artifacts=[artifact])
 
 
