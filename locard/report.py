@@ -30,6 +30,17 @@ def summarise(evidence: dict[str, Any], analysis: dict[str, Any], findings: list
     exif = _first(findings, "media.exif")
     if exif:
         lines.append(f"    EXIF: {exif.get('label') or 'present'}")
+    objects = [f["data"].get("class") for f in findings if f["kind"] == "objects.detection"]
+    if objects:
+        counts = {name: objects.count(name) for name in dict.fromkeys(objects)}
+        lines.append("    objects: " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+    plates = [f.get("label") for f in findings if f["kind"] == "plates.plate"]
+    if plates:
+        lines.append("    plates: " + ", ".join(str(label) for label in plates))
+    faces = [f for f in findings if f["kind"] == "faces.face"]
+    if faces:
+        scores = ", ".join(f"{f['data']['quality']['score']:.2f}" for f in faces)
+        lines.append(f"    faces: {len(faces)} (quality {scores})")
     for run in analysis.get("runs", []):
         if run["status"] == "failed":
             lines.append(f"    ✗ {run['analyzer']} failed (attempt {run['attempt']}): {run['error']}")

@@ -35,6 +35,7 @@ def test_up_demo_analyze_down(tmp_path: Path) -> None:
         assert "picked up by intake without any API call" in out
         assert "via bucket" in out and "JPEG image 810\N{MULTIPLICATION SIGN}1080" in out
         assert "PDQ " in out and "0 failed analyzer run(s)" in out
+        assert "objects: " in out and " bus" in out and "faces: 2" in out  # bus.jpg; zidane.jpg's two faces
 
         broken = truncated_copy(bus_jpg_path(), tmp_path / "broken.jpg", 0.4)
         photo = jpeg_with_exif(tmp_path / "IMG_2041.jpg")
