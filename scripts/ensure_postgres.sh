@@ -19,14 +19,9 @@ MARKER="# locard: trust on loopback for the test suite (scripts/ensure_postgres.
 export PGPASSFILE=/nonexistent/.pgpass PGCONNECT_TIMEOUT=5  # a missing file is silently ignored
 unset PGPASSWORD PGSERVICE PGSERVICEFILE
 
-say() { printf '==> %s\n' "$*"; }
-die() { printf 'ensure_postgres.sh: error: %s\n' "$*" >&2; exit 1; }
-as_root() {
-    if [[ $EUID -eq 0 ]]; then "$@"
-    elif command -v sudo >/dev/null; then sudo -- "$@"
-    else die "'$*' needs root (and sudo is not available)"
-    fi
-}
+SCRIPT_NAME=ensure_postgres.sh
+# shellcheck source=scripts/lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 apt_install() {
     say "Installing $* from Debian"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq

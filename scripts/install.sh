@@ -31,14 +31,9 @@ TESSERACT_LANGS=(nld fra deu eng)
 export RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=token YOLO_OFFLINE=1 YOLO_AUTOINSTALL=false \
     OMP_THREAD_LIMIT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
-say() { printf '==> %s\n' "$*"; }
-die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
-as_root() {
-    if [[ $EUID -eq 0 ]]; then "$@"
-    elif command -v sudo >/dev/null; then sudo -- "$@"
-    else die "'$*' needs root (and sudo is not available)"
-    fi
-}
+SCRIPT_NAME=install.sh
+# shellcheck source=scripts/lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
 started=$SECONDS
 

@@ -85,11 +85,12 @@ class PlateFormat:
         return text
 
 
-# Netherlands: RDW sidecodes. Letters the RDW does not issue on regular plates: C and Q (like 0), and from
-# sidecode 4 on the vowels (and Y); banned combinations are political parties and words.
-NL_SIDECODES: dict[int, str] = {1: "XX-99-99", 2: "99-99-XX", 3: "99-XX-99", 4: "XX-99-XX", 5: "XX-XX-99",
-                                6: "99-XX-XX", 7: "99-XXX-9", 8: "9-XXX-99", 9: "XX-999-X", 10: "X-999-XX",
-                                11: "XXX-99-X", 12: "X-99-XXX", 13: "9-XX-999", 14: "999-XX-9"}
+# Netherlands: RDW sidecodes, in this module's layout notation (L a letter, D a digit; the RDW writes X and 9).
+# Letters the RDW does not issue on regular plates: C and Q (like 0), and from sidecode 4 on the vowels (and Y);
+# banned combinations are political parties and words.
+NL_SIDECODES: dict[int, str] = {1: "LL-DD-DD", 2: "DD-DD-LL", 3: "DD-LL-DD", 4: "LL-DD-LL", 5: "LL-LL-DD",
+                                6: "DD-LL-LL", 7: "DD-LLL-D", 8: "D-LLL-DD", 9: "LL-DDD-L", 10: "L-DDD-LL",
+                                11: "LLL-DD-L", 12: "L-DD-LLL", 13: "D-LL-DDD", 14: "DDD-LL-D"}
 NL_UNUSED_EARLY = frozenset("CQIOY")  # sidecodes 1-3
 NL_UNUSED = frozenset("CQAEIOUY")  # sidecode 4 onwards
 NL_BANNED = frozenset({"GVD", "KKK", "NSB", "PKK", "PSV", "TBS", "SS", "SD", "SA", "PVV", "SGP", "VVD"})
@@ -140,7 +141,7 @@ def _de_plausibility(groups: list[str]) -> float:
 
 
 def _nl_layout(pattern: str) -> Layout:
-    return tuple(group.replace("X", "L").replace("9", "D") for group in pattern.split("-"))
+    return tuple(pattern.split("-"))
 
 
 def _de_layouts() -> tuple[Layout, ...]:
