@@ -1,0 +1,96 @@
+"""Belgian national register numbers (rijksregisternummer / numéro de registre national / Nationalregisternummer).
+
+Eleven digits YYMMDD SSS CC: birth date, a serial (odd for men, even for women) and a check number. Written
+as ``85.07.30-033.28``, ``85073003328``, ``850730 033 28``, ``85.07.30 033-28`` and similar: the date part is
+either compact or uses one separator (a dot or a space) throughout, the serial and the check may each be
+preceded by a space, a dot or a dash.
+
+Rules:
+
+* check: CC = 97 - (YYMMDDSSS mod 97); for people born in or after 2000 the nine digits are prefixed with
+  "2" (97 - (2YYMMDDSSS mod 97)). The rule that matches gives the century; a number matching neither is not
+  an entity (a random eleven-digit run passes by chance only about once in 97, hence the guards below);
+* month 00 or day 00 is a legal unknown birth date (birth_date None); BIS numbers (given to people not in the
+  register) add 20 to the month when the sex was unknown and 40 when it was known;
+* impossible dates are rejected: a month outside 0-12 (after BIS), a day over 31, a calendar date that does
+  not exist (30 February), and a birth date (or year) in the future for the century the check selected;
+* guards: not preceded by a digit or "+" (international phone numbers) and not part of a longer run of
+  digits, dotted numbers or slashed references.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from workers.entities.model import Entity
+
+NATIONAL_NUMBER = re.compile(
+    r"(?<![\d+])(?<!\d[.,/-])"
+    r"(?P<yy>\d{2})(?P<sep>[. ]?)(?P<mm>\d{2})(?P=sep)(?P<dd>\d{2})"
+    r"[ .-]?(?P<serial>\d{3})[ .-]?(?P<check>\d{2})"
+    r"(?!\d|[.,/-]\d)")
+CENTURY_2000_PREFIX = 2_000_000_000
+BIS_SEX_UNKNOWN, BIS_SEX_KNOWN = 20, 40
+CONFIDENCE_FORMATTED, CONFIDENCE_COMPACT = 0.99, 0.9
+
+
+def check_number(first_nine: str, born_2000_or_later: bool) -> int:
+    """The check number (two digits, 1-97) of the nine digits YYMMDDSSS under one century rule."""
+    number = int(first_nine) + (CENTURY_2000_PREFIX if born_2000_or_later else 0)
+    return 97 - number % 97
+
+
+def _birth(yy: int, mm: int, dd: int, century: int, today: date) -> tuple[bool, date | None]:
+    """Whether YY/MM/DD is a possible birth date in `century` (zeros are unknown parts), and the date if known."""
+    year = century + yy
+    if mm > 12 or dd > 31 or year > today.year:
+        return False, None
+    if mm == 0 or dd == 0:
+        return True, None
+    try:
+        born = date(year, mm, dd)
+    except ValueError:
+        return False, None
+    return born <= today, born
+
+
+def parse_national_number(digits: str, today: date | None = None) -> dict[str, object] | None:
+    """The details of an eleven-digit national number, or None when its check or its date is impossible."""
+    if len(digits) != 11 or not digits.isdigit():
+        return None
+    today = today or date.today()
+    yy, mm, dd, serial, check = int(digits[:2]), int(digits[2:4]), int(digits[4:6]), digits[6:9], int(digits[9:])
+    bis = mm >= BIS_SEX_UNKNOWN
+    sex_known = not bis or mm >= BIS_SEX_KNOWN
+    month = mm - (BIS_SEX_KNOWN if mm >= BIS_SEX_KNOWN else BIS_SEX_UNKNOWN if bis else 0)
+    for century, rule_2000 in ((1900, False), (2000, True)):
+        if check_number(digits[:9], rule_2000) != check:
+            continue
+        possible, born = _birth(yy, month, dd, century, today)
+        if not possible:
+            continue
+        return {
+            "formatted": f"{digits[:2]}.{digits[2:4]}.{digits[4:6]}-{serial}.{digits[9:]}",
+            "birth_date": born.isoformat() if born else None,
+            "birth_year": century + yy,
+            "century": century,
+            "bis": bis,
+            "sex": ("M" if int(serial) % 2 else "F") if sex_known else None,
+            "serial": serial,
+        }
+    return None
+
+
+def find_national_numbers(text: str, today: date | None = None) -> list[Entity]:
+    """Every valid national register number in `text` (see the module's rules)."""
+    found = []
+    for match in NATIONAL_NUMBER.finditer(text):
+        digits = "".join(match.group("yy", "mm", "dd", "serial", "check"))
+        details = parse_national_number(digits, today)
+        if details is None:
+            continue
+        raw = match.group(0)
+        confidence = CONFIDENCE_COMPACT if raw.isdigit() else CONFIDENCE_FORMATTED
+        found.append(Entity("national_number", digits, raw, match.start(), match.end(), confidence, details))
+    return found
