@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-Runtime = Literal["onnxruntime", "torch", "ultralytics", "dlib", "opencv", "tesseract"]
+Runtime = Literal["onnxruntime", "torch", "ultralytics", "dlib", "opencv", "tesseract", "nbis"]
 In = TypeVar("In")
 Out = TypeVar("Out")
 

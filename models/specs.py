@@ -46,6 +46,14 @@ PPOCR_CLS = ModelSpec(
     name="pp-ocr-mobile-v2-cls", package="rapidocr", resource="models/ch_ppocr_mobile_v2.0_cls_mobile.onnx",
     sha256="e47acedf663230f8863ff1ab0e64dd2d82b838fceb5957146dab185a89d6215c", licence="Apache-2.0",
     runtime="onnxruntime")
+NBIS_LIBRARY = ModelSpec(
+    name="nbis-mindtct-bozorth3-nfiq2", package="nbis-py", module="nbis", resource="libnbis.so",
+    sha256="ce3f4b69800f671de7fb76fd9ba7178c0355692e57e9fcc20a93bee876a063d5",
+    licence="Public domain (NIST NBIS, 17 U.S.C. 105); MIT (nbis-rs bindings, Seventh Sense AI); NFIQ 2 "
+    "bundled (NIST, public domain)", runtime="nbis",
+    description="NIST NBIS (MINDTCT minutiae, Bozorth3 matcher, SIVV check) and NFIQ 2, compiled into "
+    "nbis-py's libnbis.so")
 
 ALL_SPECS: tuple[ModelSpec, ...] = (YOLOV8N_COCO, PLATE_DETECTOR, MTCNN_PNET, MTCNN_RNET, MTCNN_ONET,
-                                    DLIB_FACE_EMBEDDING, DLIB_SHAPE_5, PPOCR_DET, PPOCR_REC, PPOCR_CLS)
+                                    DLIB_FACE_EMBEDDING, DLIB_SHAPE_5, PPOCR_DET, PPOCR_REC, PPOCR_CLS,
+                                    NBIS_LIBRARY)
