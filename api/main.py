@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from api.problems import install_problem_handlers
-from api.routes import cases, evidence, intake
+from api.routes import cases, evidence, fingerprints, intake, search
 from storage.db import make_engine, migrate, session_factory
 from storage.objectstore import ObjectStore, S3ObjectStore
 from storage.settings import Settings, get_settings
@@ -43,5 +43,7 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     v1.include_router(cases.router)
     v1.include_router(evidence.router)
     v1.include_router(intake.router)
+    v1.include_router(search.router)
+    v1.include_router(fingerprints.router)
     app.include_router(v1)
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,6 +43,8 @@ class EvidenceRead(ReadModel):
     source: str
     received_at: dt.datetime
     received_by: str
+    declared_kind: str | None = None
+    declared_ppi: float | None = None
 
 
 class CustodyEventRead(ReadModel):
@@ -64,8 +66,13 @@ class UploadResult(BaseModel):
     evidence: EvidenceRead
 
 
+EvidenceKind = Literal["fingerprint", "document", "photo"]
+
+
 class PresignedUploadCreate(BaseModel):
     filename: str = Field(min_length=1, max_length=300)
+    evidence_kind: EvidenceKind | None = Field(default=None, description="'fingerprint' routes it to the "
+                                                                         "fingerprint analyzer")
 
 
 class PresignedUploadRead(BaseModel):
@@ -133,3 +140,47 @@ class IntakeFailureRead(ReadModel):
     attempts: int
     last_error: str | None
     updated_at: dt.datetime
+
+
+class TextHitRead(BaseModel):
+    """One page of one evidence item whose text matches a search."""
+
+    evidence_id: str
+    case_id: str
+    case_reference: str
+    page: int
+    language: str | None
+    engine: str
+    snippet: str
+    rank: float
+
+
+class FingerprintVerificationCreate(BaseModel):
+    """Compare two fingerprints (1:1): both items must have been analysed as fingerprints."""
+
+    probe_evidence_id: str = Field(min_length=1, max_length=64)
+    candidate_evidence_id: str = Field(min_length=1, max_length=64)
+
+
+class FingerprintSearchCreate(BaseModel):
+    """Search one fingerprint against every print held (1:N), across cases unless `case_ids` limits it."""
+
+    probe_evidence_id: str = Field(min_length=1, max_length=64)
+    limit: int = Field(default=20, ge=1, le=100)
+    case_ids: list[str] | None = Field(default=None, max_length=100)
+
+
+class MatchRequestRead(ReadModel):
+    """A verification or search request; `result` holds the scores once `status` is "succeeded"."""
+
+    id: str
+    kind: str
+    probe_evidence_id: str
+    candidate_evidence_id: str | None
+    parameters: dict[str, Any]
+    status: str
+    result: dict[str, Any]
+    error: str | None
+    requested_by: str
+    created_at: dt.datetime
+    finished_at: dt.datetime | None

@@ -29,14 +29,17 @@ def say(message: str) -> None:
 
 
 def sample_evidence() -> list[Path]:
-    """Real photos that ship inside installed packages (ultralytics assets, scikit-image data)."""
+    """Real evidence that ships inside installed packages: photos (ultralytics assets, scikit-image data), a
+    scanned page of text (scikit-image) and a latent fingerprint in WSQ (the `wsq` package's test file)."""
     import skimage.data
     import ultralytics
+    import wsq
 
     assets = Path(ultralytics.__file__).parent / "assets"
     data = Path(skimage.data.data_dir)
     candidates = [assets / "bus.jpg", assets / "zidane.jpg", data / "astronaut.png", data / "coffee.png",
-                  data / "rocket.jpg", data / "multipage.tif", data / "no_time_for_that_tiny.gif"]
+                  data / "rocket.jpg", data / "multipage.tif", data / "no_time_for_that_tiny.gif",
+                  data / "page.png", Path(wsq.__file__).parent / "tests" / "test.wsq"]
     return [path for path in candidates if path.exists()]
 
 

@@ -41,6 +41,20 @@ def summarise(evidence: dict[str, Any], analysis: dict[str, Any], findings: list
     if faces:
         scores = ", ".join(f"{f['data']['quality']['score']:.2f}" for f in faces)
         lines.append(f"    faces: {len(faces)} (quality {scores})")
+    pages = [f for f in findings if f["kind"] == "text.page" and f["data"].get("text")]
+    if pages:
+        first = " ".join(pages[0]["data"]["text"].split())[:70]
+        languages = sorted({str(f["data"].get("language")) for f in pages})
+        engine = pages[0]["data"]["engine"]
+        lines.append(f"    text: {len(pages)} page(s) [{', '.join(languages)}, {engine}] “{first}…”")
+    entities = [f"{f['kind'].removeprefix('entity.')} {f['label']}" for f in findings
+                if f["kind"].startswith("entity.")]
+    if entities:
+        lines.append("    entities: " + ", ".join(entities[:8]) + (" …" if len(entities) > 8 else ""))
+    template = _first(findings, "fingerprint.template")
+    if template:
+        warning = "; resolution assumed 500 ppi" if template["data"].get("resolution_warning") else ""
+        lines.append(f"    fingerprint: {template['label']}{warning}")
     for run in analysis.get("runs", []):
         if run["status"] == "failed":
             lines.append(f"    ✗ {run['analyzer']} failed (attempt {run['attempt']}): {run['error']}")

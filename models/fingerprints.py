@@ -75,6 +75,10 @@ class FingerprintRejected(ValueError):
     """The file is not a usable fingerprint; the message says why in words an examiner can act on."""
 
 
+class SivvRefused(FingerprintRejected):
+    """NBIS' SIVV check found no fingerprint spectrum (photos; also some poor latents, see FingerprintExtractor)."""
+
+
 @dataclass(frozen=True)
 class FingerprintImage:
     """A decoded print: grey pixels (H x W uint8, dark ridges) and what is known of its resolution."""
@@ -492,7 +496,7 @@ class FingerprintExtractor(Model[FingerprintImage, FingerprintTemplate]):
                                       "this does not look like a fingerprint")
         minutiae_obj, raw, nfiq2_error = self._run(pixels)
         if not raw:
-            raise FingerprintRejected("NBIS' fingerprint check (SIVV) found no fingerprint ridge pattern: this "
+            raise SivvRefused("NBIS' fingerprint check (SIVV) found no fingerprint ridge pattern: this "
                                       "looks like a photograph or document, not a fingerprint")
         if len(raw) < self.min_minutiae:
             raise FingerprintRejected(f"only {len(raw)} minutiae found (at least {self.min_minutiae} are needed "

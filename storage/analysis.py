@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from storage import jobs
-from storage.schema import AnalysisRun, CustodyEvent, Evidence, Finding, Job
+from storage import jobs, matching, textsearch
+from storage.schema import (
+    AnalysisRun,
+    CustodyEvent,
+    Evidence,
+    EvidenceText,
+    Finding,
+    FingerprintTemplate,
+    Job,
+    new_id,
+)
+
+# A finding's data may carry, under this key, material that is held in its own table rather than in the finding:
+# page text for full-text search ({"text": ...}), a fingerprint template ({"iso_base64": ...}).
+HELD_KEY = "_held"
 
 
 @dataclass
@@ -51,12 +65,20 @@ def record_outcome(session: Session, *, job_id: int, owner: str, attempt: int, o
     session.flush()
     if outcome.status == "succeeded":
         # Only one success per (evidence, analyzer) can hold the lease, but be strict anyway.
+        stale = select(Finding.id).where(Finding.evidence_id == evidence.id, Finding.analyzer == outcome.analyzer)
+        session.execute(delete(EvidenceText).where(EvidenceText.finding_id.in_(stale)))
+        session.execute(delete(FingerprintTemplate).where(FingerprintTemplate.finding_id.in_(stale)))
         session.execute(delete(Finding).where(Finding.evidence_id == evidence.id,
                                               Finding.analyzer == outcome.analyzer))
+        session.flush()
         for item in outcome.findings:
-            session.add(Finding(evidence_id=evidence.id, case_id=evidence.case_id, run_id=run.id,
-                                analyzer=outcome.analyzer, kind=item["kind"], label=item.get("label"),
-                                confidence=item.get("confidence"), data=item.get("data", {})))
+            data = dict(item.get("data", {}))
+            held = data.pop(HELD_KEY, None)
+            finding = Finding(id=new_id(), evidence_id=evidence.id, case_id=evidence.case_id, run_id=run.id,
+                              analyzer=outcome.analyzer, kind=item["kind"], label=item.get("label"),
+                              confidence=item.get("confidence"), data=data)
+            session.add(finding)
+            _hold(session, finding, held)
     session.add(CustodyEvent(evidence_id=evidence.id, actor=outcome.worker or "locard-worker",
                              action="analysed" if outcome.status == "succeeded" else "analysis_failed",
                              detail={"analyzer": outcome.analyzer, "version": outcome.analyzer_version,
@@ -82,3 +104,18 @@ def record_abandoned(session: Session, job: Job, *, reason: str) -> AnalysisRun 
                                      "error": reason, "will_retry": not failed}))
     return run
 
+
+
+def _hold(session: Session, finding: Finding, held: dict[str, Any] | None) -> None:
+    """Index what a finding hands over: page text into full-text search, templates into the matcher's gallery."""
+    if not held:
+        return
+    session.flush()
+    if "text" in held:
+        textsearch.index_page(session, evidence_id=finding.evidence_id, case_id=finding.case_id,
+                              finding_id=finding.id, page=int(held.get("page", 1)), language=held.get("language"),
+                              engine=str(held.get("engine", "unknown")), content=str(held["text"]))
+    if "iso_base64" in held:
+        matching.add_template(session, evidence_id=finding.evidence_id, case_id=finding.case_id,
+                              finding_id=finding.id, iso=base64.b64decode(held["iso_base64"]),
+                              minutiae=int(held.get("minutiae", 0)), nfiq2=held.get("nfiq2"))

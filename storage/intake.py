@@ -26,6 +26,10 @@ from storage.objectstore import ObjectStore
 from storage.schema import Case, CustodyEvent, Evidence, EvidenceObject, Job, utcnow
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+# What a submitter may declare an item to be. A fingerprint goes to the fingerprint analyzer whatever it looks
+# like; through the bucket, a key with a `fingerprints/` folder in it declares one.
+EVIDENCE_KINDS = ("fingerprint", "document", "photo")
+FINGERPRINT_FOLDER = "fingerprints"
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,11 @@ def parse_object_created(record: dict[str, Any]) -> tuple[str, str, str, int] | 
     return s3["bucket"]["name"], key, str(s3["object"].get("versionId") or ""), int(s3["object"].get("size") or 0)
 
 
+def kind_from_key(key: str) -> str | None:
+    """The evidence kind an object key declares (a `fingerprints/` folder anywhere in it), if any."""
+    return "fingerprint" if FINGERPRINT_FOLDER in key.split("/")[:-1] else None
+
+
 def _custody(session: Session, evidence_id: str, actor: str, action: str, **detail: Any) -> None:
     session.add(CustodyEvent(evidence_id=evidence_id, actor=actor, action=action, detail=detail))
 
@@ -95,7 +104,8 @@ def record_duplicate(session: Session, evidence: Evidence, *, actor: str, filena
 
 def ingest_file(session: Session, store: ObjectStore, *, case: Case, path: Path, sha256: str, size: int,
                 filename: str | None, declared_media_type: str | None, actor: str,
-                max_attempts: int = 3) -> IntakeResult:
+                max_attempts: int = 3, declared_kind: str | None = None,
+                declared_ppi: float | None = None) -> IntakeResult:
     """Store an uploaded file as evidence of `case`, or answer with the item that already holds its content."""
     existing = find_duplicate(session, case_id=case.id, sha256=sha256)
     if existing is not None:
@@ -109,7 +119,7 @@ def ingest_file(session: Session, store: ObjectStore, *, case: Case, path: Path,
     evidence = Evidence(id=evidence_id, case_id=case.id, sha256=sha256, size=size, media_type=media_type,
                         declared_media_type=declared_media_type, original_filename=filename,
                         bucket=stored.bucket, object_key=stored.key, version_id=stored.version_id,
-                        source="api", received_by=actor)
+                        source="api", received_by=actor, declared_kind=declared_kind, declared_ppi=declared_ppi)
     try:
         with session.begin_nested():
             session.add(evidence)
@@ -125,7 +135,9 @@ def ingest_file(session: Session, store: ObjectStore, *, case: Case, path: Path,
     record = object_created_record(bucket=stored.bucket, key=stored.key, version_id=stored.version_id,
                                    size=size, principal=actor, content_type=media_type)
     _custody(session, evidence_id, actor, "received", source="api", filename=filename, size=size,
-             sha256=sha256, media_type=media_type, declared_media_type=declared_media_type, s3_event=record)
+             sha256=sha256, media_type=media_type, declared_media_type=declared_media_type, s3_event=record,
+             **({"declared_kind": declared_kind} if declared_kind else {}),
+             **({"declared_ppi": declared_ppi} if declared_ppi else {}))
     _custody(session, evidence_id, actor, "stored", bucket=stored.bucket, key=stored.key,
              version_id=stored.version_id, checksum="sha256 verified by the object store on write")
     session.flush()
@@ -199,14 +211,14 @@ def process_intake(session: Session, store: ObjectStore, *, record: dict[str, An
     evidence = Evidence(case_id=case.id, sha256=sha256, size=size, media_type=media_type,
                         declared_media_type=record["s3"]["object"].get("contentType") or None,
                         original_filename=key.rsplit("/", 1)[-1], bucket=bucket, object_key=key,
-                        version_id=version_id, source="bucket", received_by=actor)
+                        version_id=version_id, source="bucket", received_by=actor, declared_kind=kind_from_key(key))
     session.add(evidence)
     session.flush()
     session.add(EvidenceObject(bucket=bucket, object_key=key, version_id=version_id, evidence_id=evidence.id,
                                outcome="original"))
     principal = record.get("userIdentity", {}).get("principalId", "unknown")
     _custody(session, evidence.id, actor, "received", source="bucket", uploader=principal, size=size,
-             sha256=sha256, media_type=media_type, s3_event=record, **location)
+             sha256=sha256, media_type=media_type, s3_event=record, declared_kind=evidence.declared_kind, **location)
     session.flush()
     _enqueue_plan(session, evidence, max_attempts)
     return IntakeResult(evidence, True)

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -84,6 +85,9 @@ class Evidence(Base):
     object_key: Mapped[str] = mapped_column(String(1024))
     version_id: Mapped[str | None] = mapped_column(String(200))
     source: Mapped[str] = mapped_column(String(20))  # "api" or "bucket"
+    # What the submitter says the item is ("fingerprint", "document", "photo"), and a fingerprint's scan resolution.
+    declared_kind: Mapped[str | None] = mapped_column(String(20))
+    declared_ppi: Mapped[float | None] = mapped_column()
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     received_by: Mapped[str] = mapped_column(String(200))
 
@@ -184,3 +188,56 @@ class Finding(Base):
     confidence: Mapped[float | None] = mapped_column()
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class EvidenceText(Base):
+    """The text of one page of one evidence item (OCR or a PDF's text layer), indexed for full-text search.
+
+    `folded` is the text lower-cased and stripped of accents, so "Liège" and "liege" find each other on every
+    backend: SQLite searches it through an FTS5 table, PostgreSQL through a GIN index on its tsvector.
+    """
+
+    __tablename__ = "evidence_text"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    evidence_id: Mapped[str] = mapped_column(ForeignKey("evidence.id"), index=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    finding_id: Mapped[str] = mapped_column(ForeignKey("findings.id", ondelete="CASCADE"), index=True)
+    page: Mapped[int] = mapped_column(Integer)
+    language: Mapped[str | None] = mapped_column(String(10))
+    engine: Mapped[str] = mapped_column(String(30))
+    text: Mapped[str] = mapped_column(Text)
+    folded: Mapped[str] = mapped_column(Text)
+
+
+class FingerprintTemplate(Base):
+    """A fingerprint's minutiae template (ISO/IEC 19794-2:2005) held for 1:1 verification and 1:N search."""
+
+    __tablename__ = "fingerprint_templates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    evidence_id: Mapped[str] = mapped_column(ForeignKey("evidence.id"), index=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    finding_id: Mapped[str] = mapped_column(ForeignKey("findings.id", ondelete="CASCADE"), index=True)
+    iso: Mapped[bytes] = mapped_column(LargeBinary)
+    minutiae: Mapped[int] = mapped_column(Integer)
+    nfiq2: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MatchRequest(Base):
+    """A fingerprint verification (1:1) or search (1:N), run by the matcher workers; its result is kept."""
+
+    __tablename__ = "match_requests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(30))  # "fingerprint_verification" | "fingerprint_search"
+    probe_evidence_id: Mapped[str] = mapped_column(ForeignKey("evidence.id"), index=True)
+    candidate_evidence_id: Mapped[str | None] = mapped_column(ForeignKey("evidence.id"))
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="queued")  # queued|running|succeeded|failed
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column()

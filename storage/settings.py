@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=120_000_000, gt=0)
     analyzers: str = ""  # comma-separated names; empty means every registered analyzer
 
+    # Fingerprint matching.
+    fingerprint_match_threshold: int = Field(default=40, ge=1)  # Bozorth3 score reported as a probable match
+    fingerprint_search_rerank: int = Field(default=100, ge=1, le=10_000)  # index candidates re-scored by Bozorth3
+
     @model_validator(mode="after")
     def _validate(self) -> Settings:
         if self.environment == "production":

@@ -133,3 +133,37 @@ def evidence(path: Path, filename: str | None = None) -> EvidenceFile:
     return EvidenceFile(evidence_id=f"ev-{path.stem}", path=path, sha256=hashlib.sha256(data).hexdigest(),
                         size=len(data), media_type=sniff_media_type(data[:SNIFF_BYTES]),
                         filename=filename if filename is not None else path.name)
+
+
+def text_layer_pdf(pages: list[list[str]], *, font_size: int = 12) -> bytes:
+    """A PDF whose pages carry a real text layer (Helvetica, WinAnsi: accents included), one line per entry.
+
+    Written by hand, object by object, with a correct cross-reference table, as any PDF producer does.
+    """
+
+    def literal(text: str) -> bytes:
+        raw = text.encode("cp1252")
+        return b"(" + raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)") + b")"
+
+    objects: list[bytes] = []
+    page_ids = [4 + 2 * index for index in range(len(pages))]
+    objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
+    kids = b" ".join(b"%d 0 R" % page_id for page_id in page_ids)
+    objects.append(b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % len(pages))
+    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>")
+    for index, lines in enumerate(pages):
+        content = b"BT /F1 %d Tf %d TL 72 770 Td " % (font_size, round(font_size * 1.4))
+        content += b" ".join(literal(line) + b" Tj T*" for line in lines) + b" ET"
+        objects.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 3 0 R >> "
+                       b">> /Contents %d 0 R >>" % (page_ids[index] + 1))
+        objects.append(b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)

@@ -36,6 +36,8 @@ def test_up_demo_analyze_down(tmp_path: Path) -> None:
         assert "via bucket" in out and "JPEG image 810\N{MULTIPLICATION SIGN}1080" in out
         assert "PDQ " in out and "0 failed analyzer run(s)" in out
         assert "objects: " in out and " bus" in out and "faces: 2" in out  # bus.jpg; zidane.jpg's two faces
+        assert "text: 1 page(s) [eng, tesseract]" in out  # skimage's scanned page
+        assert "fingerprint: 150 minutiae" in out and "resolution assumed 500 ppi" in out  # the WSQ latent
 
         broken = truncated_copy(bus_jpg_path(), tmp_path / "broken.jpg", 0.4)
         photo = jpeg_with_exif(tmp_path / "IMG_2041.jpg")

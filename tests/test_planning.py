@@ -95,3 +95,27 @@ def test_a_requirement_that_does_not_apply_does_not_hold_back(dispatcher: Dispat
     evidence = _evidence(factory, pdf)
     with transaction(factory) as session:
         assert dispatcher._plan(session, session.get_one(Evidence, evidence.id)) == ["reader"]
+
+
+def test_declared_fingerprints_go_only_to_the_analyzers_that_take_prints(factory: sessionmaker[Session],
+                                                                        tmp_path: Path) -> None:
+    from workers.analyzers import registry
+
+    analyzers = registry.load_all()
+    settings = Settings(_env_file=None, home=tmp_path)  # type: ignore[call-arg]
+    planner = Dispatcher(settings, factory, MemoryObjectStore(), analyzers, actor_factory=lambda name: object())
+    photo = _evidence(factory, bus_jpg_path())
+    path = tmp_path / "print.jpg"
+    path.write_bytes(bus_jpg_path().read_bytes() + b"\x00")  # other content, same type
+    with transaction(factory) as session:
+        case = records.create_case(session, reference="C-prints", title="t", description="", created_by="t")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        declared = intake.ingest_file(session, MemoryObjectStore(), case=case, path=path, sha256=digest,
+                                      size=path.stat().st_size, filename=path.name, declared_media_type=None,
+                                      actor="t", declared_kind="fingerprint", declared_ppi=1000.0).evidence
+    with transaction(factory) as session:
+        planned_print = planner._plan(session, session.get_one(Evidence, declared.id))
+        planned_photo = planner._plan(session, session.get_one(Evidence, photo.id))
+    assert sorted(planned_print) == ["fingerprints", "hashes", "media_probe"]
+    assert {"fingerprints", "objects", "ocr", "hashes"} <= set(planned_photo)
+    assert "entities" not in planned_photo and "plates" not in planned_photo  # they wait for ocr / objects

@@ -51,6 +51,10 @@ def test_actor_cpu_shares_fit_the_cluster() -> None:
     assert sum(small.values()) * 2 <= 1.0 + 1e-6 and all(share > 0 for share in small.values())
     roomy = cpu_shares(analyzers, cluster_cpus=1000.0)
     assert roomy == {name: cls.num_cpus for name, cls in analyzers.items()}
+    from workers.service import matcher_cpus
+
+    with_matcher = cpu_shares(analyzers, cluster_cpus=2.0, reserved=matcher_cpus(2.0))
+    assert sum(with_matcher.values()) + matcher_cpus(2.0) <= 2.0 + 1e-6  # the matcher actor still fits
 
 
 def test_importing_the_analyzers_loads_no_model_runtime() -> None:

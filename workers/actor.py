@@ -72,7 +72,8 @@ class AnalyzerWorker:
                             expected_sha256=evidence["sha256"])
         return EvidenceFile(evidence_id=evidence["id"], path=path, sha256=evidence["sha256"],
                             size=path.stat().st_size, media_type=evidence["media_type"],
-                            filename=evidence.get("original_filename"), upstream=evidence.get("upstream") or {})
+                            filename=evidence.get("original_filename"), upstream=evidence.get("upstream") or {},
+                            declared_kind=evidence.get("declared_kind"), declared_ppi=evidence.get("declared_ppi"))
 
     def _store_artifacts(self, evidence_id: str, finding: FindingData) -> dict[str, Any]:
         data = dict(finding.data)

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage import analysis, intake, jobs
+from storage import analysis, intake, jobs, matching
 from storage.analysis import RunOutcome
 from storage.db import transaction
 from storage.objectstore import ObjectStore, ObjectStoreError
@@ -46,13 +46,15 @@ class Dispatcher:
 
     def __init__(self, settings: Settings, factory: sessionmaker[Session], store: ObjectStore,
                  analyzers: dict[str, type[Analyzer]], *, actor_factory: Callable[[str], Any],
-                 actors_per_analyzer: int = 1) -> None:
+                 actors_per_analyzer: int = 1, matcher_factory: Callable[[], Any] | None = None) -> None:
         self.settings = settings
         self.factory = factory
         self.store = store
         self.analyzers = analyzers
         self.owner = f"dispatcher:{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.pools = {name: [actor_factory(name) for _ in range(actors_per_analyzer)] for name in analyzers}
+        # Fingerprint verification and search requests go to the matcher (None: this deployment runs none).
+        self.matcher = matcher_factory() if matcher_factory is not None else None
         self.in_flight: dict[Any, InFlight] = {}
         self._next_actor = dict.fromkeys(analyzers, 0)
         self._last_sweep = 0.0
@@ -62,7 +64,10 @@ class Dispatcher:
         """Wait until every analyzer actor has loaded its models (a broken model fails start-up, not a job)."""
         import ray
 
-        ray.get([actor.ping.remote() for pool in self.pools.values() for actor in pool], timeout=timeout)
+        actors = [actor for pool in self.pools.values() for actor in pool]
+        if self.matcher is not None:
+            actors.append(self.matcher)
+        ray.get([actor.ping.remote() for actor in actors], timeout=timeout)
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
@@ -90,6 +95,7 @@ class Dispatcher:
         busy |= self.take_intake() > 0
         busy |= self.take_plans() > 0
         busy |= self.submit_analysis() > 0
+        busy |= self.submit_matches() > 0
         busy |= self.collect(timeout=0.01 if busy else IDLE_WAIT) > 0
         self.renew_leases()
         return busy
@@ -143,7 +149,8 @@ class Dispatcher:
         """
         ended = set(session.scalars(select(Job.analyzer).where(
             Job.evidence_id == evidence.id, Job.kind == "analysis", Job.state.in_(jobs.TERMINAL))))
-        accepting = {name for name, cls in self.analyzers.items() if cls.accepts_media(evidence.media_type)}
+        accepting = {name for name, cls in self.analyzers.items()
+                     if cls.applies_to(evidence.media_type, evidence.declared_kind)}
         planned = []
         for name in sorted(accepting):
             pending = [need for need in self.analyzers[name].requires if need in accepting and need not in ended]
@@ -188,6 +195,7 @@ class Dispatcher:
                 ref = {"id": evidence.id, "bucket": evidence.bucket, "object_key": evidence.object_key,
                        "version_id": evidence.version_id, "sha256": evidence.sha256,
                        "media_type": evidence.media_type, "original_filename": evidence.original_filename,
+                       "declared_kind": evidence.declared_kind, "declared_ppi": evidence.declared_ppi,
                        "upstream": self._upstream(session, evidence.id, job.analyzer)}
             pool = self.pools[job.analyzer]
             actor = pool[self._next_actor[job.analyzer] % len(pool)]
@@ -204,6 +212,9 @@ class Dispatcher:
         ready, _ = ray.wait(list(self.in_flight), num_returns=len(self.in_flight), timeout=timeout)
         for ref in ready:
             flight = self.in_flight.pop(ref)
+            if flight.job.kind == "match":
+                self._close_match(flight.job, ref)
+                continue
             try:
                 outcome = RunOutcome(**ray.get(ref))
             except (RayActorError, WorkerCrashedError) as exc:
@@ -231,6 +242,39 @@ class Dispatcher:
         if run is None:
             log.warning("job %d: lease lost before its result came back; result discarded", job.id)
 
+    # -- fingerprint matching --------------------------------------------------------------------
+    def submit_matches(self) -> int:
+        if self.matcher is None:
+            return 0
+        waiting = sum(1 for flight in self.in_flight.values() if flight.job.kind == "match")
+        claimed = jobs.claim(self.factory, kinds=["match"], owner=self.owner,
+                             lease_seconds=self.settings.job_lease_seconds, limit=max(0, 4 - waiting))
+        for job in claimed:
+            with transaction(self.factory) as session:
+                matching.mark_running(session, request_id=job.payload["request_id"])
+            self.in_flight[self.matcher.run.remote(job.payload["request_id"])] = InFlight(job, self.matcher)
+        return len(claimed)
+
+    def _close_match(self, job: jobs.ClaimedJob, ref: Any) -> None:
+        import ray
+        from ray.exceptions import RayError
+
+        request_id = job.payload["request_id"]
+        try:
+            answer = ray.get(ref)
+        except RayError as exc:
+            if job.attempt < job.max_attempts:
+                with transaction(self.factory) as session:
+                    jobs.finish(session, job_id=job.id, owner=self.owner, state="failed",
+                                error=_first_line(exc), retry_in=self.settings.worker_restart_seconds)
+                return
+            answer = {"error": f"the matcher failed: {_first_line(exc)}"}
+        error = answer.get("error")
+        with transaction(self.factory) as session:
+            if jobs.finish(session, job_id=job.id, owner=self.owner, state="failed" if error else "succeeded",
+                           error=error):
+                matching.finish_request(session, request_id=request_id, result=answer.get("result"), error=error)
+
     def renew_leases(self) -> None:
         if time.monotonic() - self._last_renew < self.settings.job_lease_seconds / 3:
             return
@@ -244,6 +288,9 @@ class Dispatcher:
         with transaction(self.factory) as session:
             stale = jobs.expired(session, now=utcnow())
             for job in stale:
+                if job.kind == "match" and job.attempts >= job.max_attempts:
+                    matching.finish_request(session, request_id=job.payload["request_id"], result=None,
+                                            error="the matcher stopped answering; the request was abandoned")
                 analysis.record_abandoned(
                     session, job, reason=f"attempt {job.attempts} abandoned: its lease ran out "
                                          f"(holder {job.lease_owner} stopped mid-work)")

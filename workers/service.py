@@ -20,15 +20,25 @@ from workers.runtime import init_ray
 log = logging.getLogger("locard.workers")
 
 
+MATCHER_CPUS = 0.25
+
+
+def matcher_cpus(cluster_cpus: float) -> float:
+    """The fingerprint matcher actor's CPU reservation (a tenth of a cluster smaller than 2.5 CPUs)."""
+    return min(MATCHER_CPUS, cluster_cpus / 10)
+
+
 def cpu_shares(analyzers: dict[str, type[Analyzer]], cluster_cpus: float,
-               actors_per_analyzer: int = 1) -> dict[str, float]:
+               actors_per_analyzer: int = 1, reserved: float = 0.0) -> dict[str, float]:
     """The CPU reservation of each analyzer's actors, scaled down so that every actor fits in the cluster.
 
     Actors hold their reservation for life; on a small machine the analyzers' nominal needs add up to more
-    than it has, and an actor that cannot be placed would leave its jobs waiting for ever.
+    than it has, and an actor that cannot be placed would leave its jobs waiting for ever. `reserved` is
+    kept free for other actors (the fingerprint matcher).
     """
     wanted = sum(cls.num_cpus for cls in analyzers.values()) * actors_per_analyzer
-    scale = min(1.0, cluster_cpus / wanted) if wanted > 0 else 1.0
+    available = max(cluster_cpus - reserved, 0.0)
+    scale = min(1.0, available / wanted) if wanted > 0 else 1.0
     return {name: math.floor(cls.num_cpus * scale * 10_000) / 10_000 for name, cls in analyzers.items()}
 
 
@@ -40,13 +50,26 @@ def ray_actor_factory(settings: Settings, analyzers: dict[str, type[Analyzer]],
     from workers.actor import AnalyzerWorker
 
     remote_worker = ray.remote(AnalyzerWorker)
-    shares = cpu_shares(analyzers, float(ray.cluster_resources().get("CPU", 1.0)), actors_per_analyzer)
+    cluster = float(ray.cluster_resources().get("CPU", 1.0))
+    reserved = matcher_cpus(cluster) if "fingerprints" in analyzers else 0.0
+    shares = cpu_shares(analyzers, cluster, actors_per_analyzer, reserved=reserved)
 
     def make(name: str) -> Any:
         return remote_worker.options(num_cpus=shares[name], max_restarts=-1,
                                      max_task_retries=0).remote(name, settings)
 
     return make
+
+
+def ray_matcher_factory(settings: Settings) -> Callable[[], Any]:
+    """Start the fingerprint matcher actor (it holds the gallery index; Ray restarts it if it dies)."""
+    import ray
+
+    from workers.matcher import FingerprintMatcher
+
+    remote_matcher = ray.remote(FingerprintMatcher)
+    share = math.floor(matcher_cpus(float(ray.cluster_resources().get("CPU", 1.0))) * 10_000) / 10_000
+    return lambda: remote_matcher.options(num_cpus=share, max_restarts=-1, max_task_retries=0).remote(settings)
 
 
 def build_dispatcher(settings: Settings, *, actors_per_analyzer: int = 1) -> Dispatcher:
@@ -59,7 +82,8 @@ def build_dispatcher(settings: Settings, *, actors_per_analyzer: int = 1) -> Dis
     init_ray(settings)
     return Dispatcher(settings, session_factory(engine), store, analyzers,
                       actor_factory=ray_actor_factory(settings, analyzers, actors_per_analyzer),
-                      actors_per_analyzer=actors_per_analyzer)
+                      actors_per_analyzer=actors_per_analyzer,
+                      matcher_factory=ray_matcher_factory(settings) if "fingerprints" in analyzers else None)
 
 
 def main() -> None:

@@ -34,9 +34,15 @@ from storage.objectstore import IntegrityError, ObjectStoreError
 router = APIRouter(tags=["evidence"])
 KindFilter = Annotated[str | None, Query(max_length=100, description="a finding kind, or a prefix like 'hash.*'")]
 
+MIN_PPI, MAX_PPI = 100.0, 5000.0
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
-    "properties": {"file": {"type": "string", "format": "binary"}}}}}}}
+    "properties": {"file": {"type": "string", "format": "binary"},
+                   "evidence_kind": {"type": "string", "enum": list(intake.EVIDENCE_KINDS),
+                                     "description": "what the item is; 'fingerprint' routes it to the "
+                                                    "fingerprint analyzer"},
+                   "ppi": {"type": "number", "minimum": MIN_PPI, "maximum": MAX_PPI,
+                           "description": "scan resolution of a fingerprint, when the file does not say"}}}}}}}
 
 
 @router.post("/cases/{case_id}/evidence", response_model=UploadResult, status_code=status.HTTP_201_CREATED,
@@ -47,10 +53,15 @@ async def upload_evidence(request: Request, response: Response, case: CurrentCas
     """Upload one evidence file (multipart part `file`); the same content twice answers with the existing item."""
     upload = await receive_upload(request, limit=settings.max_upload_bytes)
     try:
+        kind, ppi = _declared(upload.fields)
+    except Problem:
+        upload.path.unlink(missing_ok=True)
+        raise
+    try:
         result = await run_in_threadpool(
             intake.ingest_file, session, store, case=case, path=upload.path, sha256=upload.sha256,
             size=upload.size, filename=upload.filename, declared_media_type=upload.content_type,
-            actor=principal.name, max_attempts=settings.job_max_attempts)
+            actor=principal.name, max_attempts=settings.job_max_attempts, declared_kind=kind, declared_ppi=ppi)
     except ObjectStoreError as exc:
         raise Problem(502, "Object store refused the evidence", str(exc)) from exc
     finally:
@@ -60,12 +71,30 @@ async def upload_evidence(request: Request, response: Response, case: CurrentCas
     return UploadResult(created=result.created, evidence=EvidenceRead.model_validate(result.evidence))
 
 
+def _declared(fields: dict[str, str]) -> tuple[str | None, float | None]:
+    """The evidence kind and scan resolution declared in the upload's form fields, validated."""
+    kind = fields.get("evidence_kind", "").strip() or None
+    if kind is not None and kind not in intake.EVIDENCE_KINDS:
+        raise Problem(422, "Unknown evidence kind", f"evidence_kind must be one of {', '.join(intake.EVIDENCE_KINDS)}.")
+    raw_ppi = fields.get("ppi", "").strip()
+    if not raw_ppi:
+        return kind, None
+    try:
+        ppi = float(raw_ppi)
+    except ValueError:
+        raise Problem(422, "Invalid resolution", f"ppi must be a number, got {raw_ppi[:40]!r}.") from None
+    if not MIN_PPI <= ppi <= MAX_PPI:
+        raise Problem(422, "Invalid resolution", f"ppi must be between {MIN_PPI:g} and {MAX_PPI:g}.")
+    return kind, ppi
+
+
 @router.post("/cases/{case_id}/evidence/presigned-upload", response_model=PresignedUploadRead,
              status_code=status.HTTP_201_CREATED)
 def presign_upload(body: PresignedUploadCreate, case: CurrentCase, store: StoreDep,
                    settings: SettingsDep, principal: CurrentPrincipal) -> PresignedUploadRead:
     """A short-lived URL to PUT one large file straight into the evidence bucket; intake follows by itself."""
-    key = f"cases/{case.reference}/uploads/{uuid.uuid4()}/{intake.safe_filename(body.filename)}"
+    folder = f"{intake.FINGERPRINT_FOLDER}/" if body.evidence_kind == "fingerprint" else ""
+    key = f"cases/{case.reference}/uploads/{uuid.uuid4()}/{folder}{intake.safe_filename(body.filename)}"
     expires = dt.timedelta(seconds=settings.presign_expiry_seconds)
     url = store.presigned_put(key, expires)
     return PresignedUploadRead(url=url, bucket=store.evidence_bucket, key=key,

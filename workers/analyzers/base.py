@@ -30,6 +30,9 @@ class EvidenceFile:
     filename: str | None = None
     # Findings of the analyzers this one `requires`, by analyzer name (empty when they failed or were not run).
     upstream: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # What the submitter declared the item to be ("fingerprint", "document", "photo"), and a print's resolution.
+    declared_kind: str | None = None
+    declared_ppi: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,17 @@ class FindingData:
     artifacts: list[Artifact] = field(default_factory=list)
 
 
+EVERY_KIND: frozenset[str | None] = frozenset({None, "photo", "document", "fingerprint"})
+WSQ_MEDIA_TYPE = "image/x-wsq"  # the FBI's fingerprint format: a WSQ file is a print, declared or not
+
+
+def evidence_kind(media_type: str, declared_kind: str | None) -> str | None:
+    """What an item is for routing: what was declared, else "fingerprint" for WSQ files, else unknown (None)."""
+    if declared_kind is None and media_type == WSQ_MEDIA_TYPE:
+        return "fingerprint"
+    return declared_kind
+
+
 class Analyzer(ABC):
     """Base class of every analyzer: declare `name`, `version`, `accepts` (MIME patterns) and `produces`."""
 
@@ -70,6 +84,9 @@ class Analyzer(ABC):
     # Analyzers whose findings this one reuses (e.g. plates look inside the vehicles `objects` found). It runs
     # once they have ended, succeeded or failed, and must still work when their findings are missing.
     requires: ClassVar[tuple[str, ...]] = ()
+    # The declared evidence kinds this analyzer runs on (None: nothing declared). Items declared fingerprints go
+    # only to the analyzers that list "fingerprint": looking for cars or text on a print is wasted work.
+    runs_on: ClassVar[frozenset[str | None]] = frozenset({None, "photo", "document"})
 
     def load(self) -> None:  # noqa: B027 - optional hook; model-backed analyzers override it
         """Load models and warm up; called once per worker, never in a request path."""
@@ -81,6 +98,11 @@ class Analyzer(ABC):
     @classmethod
     def accepts_media(cls, media_type: str) -> bool:
         return any(fnmatch.fnmatchcase(media_type, pattern) for pattern in cls.accepts)
+
+    @classmethod
+    def applies_to(cls, media_type: str, declared_kind: str | None) -> bool:
+        """Whether this analyzer runs on an item of this media type and declared kind."""
+        return evidence_kind(media_type, declared_kind) in cls.runs_on and cls.accepts_media(media_type)
 
     @abstractmethod
     def analyze(self, item: EvidenceFile, limits: AnalysisLimits) -> list[FindingData]:

@@ -15,6 +15,7 @@ import pdqhash
 
 from workers import imaging
 from workers.analyzers.base import (
+    EVERY_KIND,
     AnalysisFailed,
     AnalysisLimits,
     Analyzer,
@@ -37,6 +38,7 @@ class HashesAnalyzer(Analyzer):
     version = "1.0.0"
     accepts = frozenset({"*"})
     produces = frozenset({"hash.cryptographic", "hash.pdq"})
+    runs_on = EVERY_KIND
 
     def load(self) -> None:
         """Register the HEIC/HEIF opener with Pillow."""

@@ -16,6 +16,7 @@ from PIL.TiffImagePlugin import IFDRational
 
 from workers import imaging
 from workers.analyzers.base import (
+    EVERY_KIND,
     AnalysisFailed,
     AnalysisLimits,
     Analyzer,
@@ -26,6 +27,7 @@ from workers.analyzers.base import (
 from workers.analyzers.registry import register
 
 THUMBNAIL_SIDE = 256
+WSQ = "image/x-wsq"
 _EXTENSIONS: dict[str, tuple[str, ...]] = {
     "image/jpeg": (".jpg", ".jpeg", ".jpe", ".jfif"),
     "image/png": (".png",),
@@ -65,6 +67,7 @@ class MediaProbeAnalyzer(Analyzer):
     version = "1.0.0"
     accepts = frozenset({"*"})
     produces = frozenset({"media.probe", "media.exif"})
+    runs_on = EVERY_KIND
 
     def load(self) -> None:
         """Register the HEIC/HEIF opener with Pillow."""
@@ -78,7 +81,9 @@ class MediaProbeAnalyzer(Analyzer):
                                 **_extension_facts(item.filename, item.media_type)}
         findings: list[FindingData] = []
         artifacts: list[Artifact] = []
-        if item.media_type.startswith("image/"):
+        if item.media_type == WSQ:
+            artifacts.append(_probe_wsq(item, data))
+        elif item.media_type.startswith("image/"):
             with imaging.open_image_limited(item.path, limits.max_image_pixels) as image:
                 artifacts.append(_probe_image(image, item, data))
                 exif = _exif_facts(image)
@@ -97,6 +102,22 @@ def _extension_facts(filename: str | None, media_type: str) -> dict[str, Any]:
     mismatch = None if not extension or expected is None else extension not in expected
     return {"extension": extension or None, "expected_extensions": list(expected) if expected else None,
             "extension_mismatch": mismatch}
+
+
+def _probe_wsq(item: EvidenceFile, data: dict[str, Any]) -> Artifact:
+    """A WSQ fingerprint (which Pillow cannot read): dimensions and resolution from NBIS' decoder, thumbnail."""
+    from models.fingerprints import FingerprintRejected, decode_fingerprint
+
+    try:
+        image = decode_fingerprint(item.path.read_bytes())
+    except FingerprintRejected as exc:
+        raise AnalysisFailed(str(exc)) from exc
+    data.update({"format": "WSQ", "mode": "L", "width": image.width, "height": image.height, "orientation": None,
+                 "upright_width": image.width, "upright_height": image.height, "frames": 1, "multi_frame": False,
+                 "bits_per_channel": 8, "ppi": image.ppi})
+    thumbnail = Image.fromarray(image.pixels)
+    thumbnail.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+    return Artifact("thumbnail.jpg", "image/jpeg", imaging.jpeg_bytes(thumbnail.convert("RGB")))
 
 
 def _probe_image(image: Image.Image, item: EvidenceFile, data: dict[str, Any]) -> Artifact:

@@ -1,0 +1,217 @@
+"""Text: every page of a document or photo read, with its language, and made searchable.
+
+Input: images (scans, photos, multi-page TIFF) and PDFs. Output: one `text.page` finding per page (its text,
+lines with boxes and confidences, language, rotation, the engine and passes that ran; the words with their
+boxes as a JSON artifact), and one `text.document` summary. The page text is handed to the record store's
+full-text index (`storage.textsearch`).
+
+How each page is read:
+
+* a PDF page with a text layer (at least MIN_LAYER_CHARS characters) gives that text exactly, with the layer's
+  text rectangles as lines (engine "pdf-text-layer"); a page without one is rendered at RENDER_DPI and read by
+  Tesseract;
+* TIFF images and items declared documents are read by Tesseract (orientation, four languages, a
+  single-language second pass: `models.ocr.TesseractOcr`);
+* other images (photos) are read first by PP-OCR (`models.ocr.SceneTextReader`: shop signs, screens, plates);
+  when that finds a page of text (DOCUMENT_MIN_CHARS characters, or lines over DOCUMENT_MIN_AREA of the
+  image), the photo is a photographed document and Tesseract reads it as one.
+
+At most MAX_PAGES pages are read; the summary says how many were skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.ocr import OcrLine, OcrPage, SceneTextReader, TesseractOcr
+from storage.analysis import HELD_KEY
+from workers import imaging
+from workers.analyzers.base import AnalysisFailed, AnalysisLimits, Analyzer, Artifact, EvidenceFile, FindingData
+from workers.analyzers.registry import register
+
+PAGE_KIND = "text.page"
+DOCUMENT_KIND = "text.document"
+MAX_PAGES = 50
+MAX_IMAGE_FRAMES = 4  # frames of an animation (GIF, WebP) read; TIFF pages go up to MAX_PAGES
+RENDER_DPI = 300
+MAX_RENDER_PIXELS = 40_000_000
+MIN_LAYER_CHARS = 16
+# A photo is a photographed document when PP-OCR finds this much text on it. Measured: street photos 78-104
+# characters over 3-9 % of the image (bus.jpg with a shop sign); rendered and photographed pages 825-868
+# characters over 28-41 %; skimage's scanned page 262 characters over 77 %.
+DOCUMENT_MIN_CHARS = 200
+DOCUMENT_MIN_AREA, DOCUMENT_MIN_AREA_LINES = 0.25, 4
+MAX_PAGE_TEXT = 200_000  # characters of one page kept in the finding and the index
+
+
+@dataclass(frozen=True)
+class PageText:
+    """One page as read (by OCR, or from a PDF's text layer), numbered from 1."""
+
+    number: int
+    page: OcrPage
+
+
+@register
+class OcrAnalyzer(Analyzer):
+    """Reads the text of documents and photos (Tesseract, PP-OCR, PDF text layers) in Dutch, French, German, English."""
+
+    name = "ocr"
+    version = "1.0.0"
+    accepts = frozenset({"image/*", "application/pdf"})
+    produces = frozenset({PAGE_KIND, DOCUMENT_KIND})
+    num_cpus = 1.0
+
+    def __init__(self) -> None:
+        self.tesseract = TesseractOcr()
+        self.scene = SceneTextReader()
+
+    def load(self) -> None:
+        self.tesseract.load()
+        self.scene.load()
+
+    def provenance(self) -> dict[str, Any]:
+        return {"tesseract": self.tesseract.provenance(), "scene_text": self.scene.provenance(),
+                "pdf": _pdfium_version()}
+
+    def analyze(self, item: EvidenceFile, limits: AnalysisLimits) -> list[FindingData]:
+        if item.media_type == "application/pdf":
+            pages, total = self._pdf(item.path, limits)
+        else:
+            pages, total = self._image(item, limits)
+        findings = [_page_finding(page) for page in pages]
+        languages = Counter(page.page.language for page in pages if page.page.language and page.page.text.strip())
+        engines = Counter(page.page.engine for page in pages)
+        findings.append(FindingData(
+            kind=DOCUMENT_KIND, label=f"{len(pages)} page(s), {sum(len(p.page.text) for p in pages)} characters",
+            data={"pages": total, "pages_read": len(pages), "pages_skipped": total - len(pages),
+                  "pages_with_text": sum(1 for page in pages if page.page.text.strip()),
+                  "languages": dict(languages), "engines": dict(engines),
+                  "characters": sum(len(page.page.text) for page in pages)}))
+        return findings
+
+    # -- images -------------------------------------------------------------------------------------
+    def _image(self, item: EvidenceFile, limits: AnalysisLimits) -> tuple[list[PageText], int]:
+        is_tiff = item.media_type == "image/tiff"
+        frames = imaging.load_frames(item.path, limits.max_image_pixels,
+                                     max_frames=MAX_PAGES if is_tiff else MAX_IMAGE_FRAMES)
+        total = _frame_count(item.path, limits) if is_tiff else len(frames)
+        document = is_tiff or item.declared_kind == "document"
+        pages = []
+        for number, frame in enumerate(frames, start=1):
+            page = self.tesseract.read_page(frame.pixels) if document else self._photo(frame.pixels)
+            pages.append(PageText(number, page))
+        return pages, total
+
+    def _photo(self, pixels: np.ndarray) -> OcrPage:
+        scene = self.scene.predict(pixels)
+        return self.tesseract.read_page(pixels) if _is_document(scene) else scene
+
+    # -- PDFs ---------------------------------------------------------------------------------------
+    def _pdf(self, path: Path, limits: AnalysisLimits) -> tuple[list[PageText], int]:
+        import pypdfium2 as pdfium
+
+        try:
+            pdf = pdfium.PdfDocument(str(path))
+        except pdfium.PdfiumError as exc:
+            reason = "it is encrypted (password protected)" if "password" in str(exc).lower() else str(exc)
+            raise AnalysisFailed(f"the PDF cannot be opened: {reason}") from exc
+        try:
+            total = len(pdf)
+            pages = []
+            for index in range(min(total, MAX_PAGES)):
+                page = pdf[index]
+                try:
+                    pages.append(PageText(index + 1, self._pdf_page(page, limits)))
+                finally:
+                    page.close()
+            return pages, total
+        finally:
+            pdf.close()
+
+    def _pdf_page(self, page: Any, limits: AnalysisLimits) -> OcrPage:
+        from models.langid import identify_language
+
+        width, height = page.get_size()
+        textpage = page.get_textpage()
+        try:
+            layer = textpage.get_text_range().replace("\r\n", "\n").replace("\r", "\n")
+            if sum(1 for char in layer if not char.isspace()) >= MIN_LAYER_CHARS:
+                lines = _layer_lines(textpage, height)
+                language, probability = identify_language(layer)
+                return OcrPage(text=layer.strip(), lines=tuple(lines), language=language,
+                               language_confidence=probability, rotation=0, orientation_confidence=0.0,
+                               engine="pdf-text-layer", mean_confidence=1.0, width=round(width),
+                               height=round(height), passes=("text-layer",))
+        finally:
+            textpage.close()
+        scale = RENDER_DPI / 72.0
+        pixels_at_scale = width * height * scale * scale
+        budget = min(limits.max_image_pixels, MAX_RENDER_PIXELS)
+        if pixels_at_scale > budget:
+            scale *= (budget / pixels_at_scale) ** 0.5
+        if width * scale < 1 or height * scale < 1:
+            raise AnalysisFailed(f"a PDF page of {width:.0f} x {height:.0f} points cannot be rendered")
+        image = page.render(scale=scale).to_pil().convert("RGB")
+        return self.tesseract.read_page(np.asarray(image, dtype=np.uint8))
+
+
+def _is_document(scene: OcrPage) -> bool:
+    """Whether the text PP-OCR found on a photo makes it a photographed page (then Tesseract reads it)."""
+    characters = sum(len(line.text) for line in scene.lines)
+    covered = sum((line.box[2] - line.box[0]) * (line.box[3] - line.box[1]) for line in scene.lines)
+    share = covered / max(1, scene.width * scene.height)
+    many_lines = len(scene.lines) >= DOCUMENT_MIN_AREA_LINES
+    return characters >= DOCUMENT_MIN_CHARS or (share >= DOCUMENT_MIN_AREA and many_lines)
+
+
+def _frame_count(path: Path, limits: AnalysisLimits) -> int:
+    with imaging.open_image_limited(path, limits.max_image_pixels) as image:
+        return int(getattr(image, "n_frames", 1))
+
+
+def _layer_lines(textpage: Any, page_height: float) -> list[OcrLine]:
+    """The text layer's rectangles as lines, boxes in points from the page's top-left corner."""
+    lines = []
+    for index in range(textpage.count_rects()):
+        left, bottom, right, top = textpage.get_rect(index)
+        content = " ".join(textpage.get_text_bounded(left, bottom, right, top).split())
+        if content:
+            lines.append(OcrLine(text=content, box=(left, page_height - top, right, page_height - bottom),
+                                 confidence=1.0, words=()))
+    return lines
+
+
+def _page_finding(page: PageText) -> FindingData:
+    result = page.page
+    text = result.text[:MAX_PAGE_TEXT]
+    words = [{"text": word.text, "box": [round(v, 1) for v in word.box], "confidence": round(word.confidence, 3)}
+             for line in result.lines for word in line.words]
+    data: dict[str, Any] = {
+        "page": page.number, "engine": result.engine, "language": result.language,
+        "language_confidence": round(result.language_confidence, 3), "rotation": result.rotation,
+        "orientation_confidence": round(result.orientation_confidence, 2),
+        "mean_confidence": round(result.mean_confidence, 3), "width": result.width, "height": result.height,
+        "passes": list(result.passes), "characters": len(result.text), "text": text,
+        "lines": [{"text": line.text, "box": [round(v, 1) for v in line.box], "confidence": round(line.confidence, 3)}
+                  for line in result.lines],
+    }
+    if text.strip():
+        data[HELD_KEY] = {"text": text, "page": page.number, "language": result.language, "engine": result.engine}
+    artifacts = [Artifact(f"words-p{page.number}.json", "application/json",
+                          json.dumps(words, ensure_ascii=False).encode())] if words else []
+    label = f"page {page.number}: {len(result.text)} characters" + (f" ({result.language})" if result.language else "")
+    return FindingData(kind=PAGE_KIND, label=label, confidence=round(result.mean_confidence, 3), data=data,
+                       artifacts=artifacts)
+
+
+def _pdfium_version() -> dict[str, Any]:
+    from pypdfium2 import version
+
+    return {"name": "pypdfium2", "version": str(version.PYPDFIUM_INFO), "pdfium": str(version.PDFIUM_INFO)}
