@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from models.base import Model, ModelError
+from models.pillow import pillow_open
 from models.specs import NBIS_LIBRARY
 
 TARGET_PPI = 500.0
@@ -200,7 +201,7 @@ def _decode_pillow(data: bytes) -> tuple[np.ndarray, float | None, str, str]:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as opened:
+        with pillow_open()(io.BytesIO(data)) as opened:
             fmt = (opened.format or "unknown").lower()
             if fmt not in {"png", "tiff", "bmp", "jpeg", "mpo"}:
                 raise FingerprintRejected(f"{fmt.upper()} is not a fingerprint image format Locard reads "

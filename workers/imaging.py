@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import re
 import struct
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from models.pillow import pillow_open
 from workers.analyzers.base import AnalysisFailed
 
 ORIENTATION_TAG = 0x0112
@@ -38,21 +37,6 @@ def register_heif_opener() -> None:
 
         pillow_heif.register_heif_opener()
         _HEIF_REGISTERED = True
-
-
-def pillow_open() -> Any:
-    """Pillow's own `Image.open`, even after ultralytics has replaced it.
-
-    Importing ultralytics patches `PIL.Image.open` so that a file Pillow cannot identify makes it import (and
-    possibly try to install) the `pi-heif` package; an unreadable evidence file would then fail with a
-    ModuleNotFoundError instead of a clear reason. HEIC is read through pillow-heif, registered by us.
-    """
-    opener = Image.open
-    if getattr(opener, "__module__", "PIL.Image") != "PIL.Image":
-        original = getattr(sys.modules.get(opener.__module__), "_image_open", None)
-        if callable(original):
-            return original
-    return opener
 
 
 def _over_limit(width: int, height: int, max_pixels: int) -> AnalysisFailed:

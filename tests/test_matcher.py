@@ -1,0 +1,94 @@
+"""The fingerprint matcher (without Ray): gallery catch-up, 1:1 and 1:N answers, case scope, vanished templates."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage import analysis, jobs, matching, records
+from storage.analysis import HELD_KEY, RunOutcome
+from storage.db import transaction
+from storage.schema import Case, Evidence
+from storage.settings import Settings
+from tests.fingerprint_samples import extracted_iso
+from workers.matcher import FingerprintMatcher
+
+
+def _print(factory: sessionmaker[Session], case: Case, iso: bytes | None) -> str:
+    """An evidence item whose fingerprints run recorded `iso` as its template (or found no print: None)."""
+    with transaction(factory) as session:
+        evidence = Evidence(case_id=case.id, sha256=uuid.uuid4().hex * 2, size=1, media_type="image/png",
+                            bucket="b", object_key=f"k/{uuid.uuid4()}", source="api", received_by="t",
+                            declared_kind="fingerprint")
+        session.add(evidence)
+        session.flush()
+        evidence_id = evidence.id
+        jobs.enqueue(session, kind="analysis", dedupe_key=f"analysis:{evidence_id}:{uuid.uuid4()}",
+                     evidence_id=evidence_id, analyzer="fingerprints")
+    [job] = [j for j in jobs.claim(factory, kinds=["analysis"], owner="t", lease_seconds=30, limit=50)
+             if j.evidence_id == evidence_id]
+    findings = [] if iso is None else [{"kind": "fingerprint.template", "data": {HELD_KEY: {
+        "iso_base64": base64.b64encode(iso).decode(), "minutiae": 40, "nfiq2": 60}}}]
+    with transaction(factory) as session:
+        analysis.record_outcome(session, job_id=job.id, owner="t", attempt=1, outcome=RunOutcome(
+            analyzer="fingerprints", analyzer_version="1", status="succeeded", findings=findings))
+    return evidence_id
+
+
+def _request(factory: sessionmaker[Session], kind: str, probe: str, candidate: str | None = None,
+             **parameters: object) -> str:
+    with transaction(factory) as session:
+        request = matching.request_match(
+            session, kind=kind, probe=session.get_one(Evidence, probe),
+            candidate=session.get_one(Evidence, candidate) if candidate else None, parameters=parameters,
+            requested_by="t")
+        return request.id
+
+
+def test_matcher_answers_verifications_and_searches(factory: sessionmaker[Session], settings: Settings) -> None:
+    with transaction(factory) as session:
+        here = records.create_case(session, reference="2026-0700", title="t", description="", created_by="t")
+        there = records.create_case(session, reference="2024-0011", title="t", description="", created_by="t")
+    probe = _print(factory, here, extracted_iso(11, 1))
+    mate = _print(factory, there, extracted_iso(11, 0))
+    others = [_print(factory, here, extracted_iso(finger, 0)) for finger in (12, 13, 14)]
+    matcher = FingerprintMatcher(settings)
+    assert matcher.gallery_size() == 5
+
+    verified = matcher.run(_request(factory, matching.VERIFICATION, probe, mate))["result"]
+    rejected = matcher.run(_request(factory, matching.VERIFICATION, probe, others[0]))["result"]
+    assert verified["probable_match"] and verified["score"] > 2 * max(rejected["score"], 10)
+
+    late = _print(factory, there, extracted_iso(11, 2))  # analysed after the matcher started
+    found = matcher.run(_request(factory, matching.SEARCH, probe, limit=3))["result"]
+    assert found["gallery_size"] == 6
+    assert [c["evidence_id"] for c in found["candidates"][:2]] in ([mate, late], [late, mate])
+    assert found["candidates"][0]["case_reference"] == "2024-0011" and found["candidates"][0]["rank"] == 1
+    assert probe not in {c["evidence_id"] for c in found["candidates"]}
+    scoped = matcher.run(_request(factory, matching.SEARCH, probe, limit=3, case_ids=[here.id]))["result"]
+    assert {c["evidence_id"] for c in scoped["candidates"]} <= set(others)
+
+    _reanalysed = _print(factory, there, None)
+    with transaction(factory) as session:  # the mate is analysed again and no print is found this time
+        jobs.enqueue(session, kind="analysis", dedupe_key=f"again:{mate}", evidence_id=mate,
+                     analyzer="fingerprints")
+    [job] = [j for j in jobs.claim(factory, kinds=["analysis"], owner="t", lease_seconds=30, limit=50)
+             if j.evidence_id == mate]
+    with transaction(factory) as session:
+        analysis.record_outcome(session, job_id=job.id, owner="t", attempt=1, outcome=RunOutcome(
+            analyzer="fingerprints", analyzer_version="1", status="succeeded", findings=[]))
+    again = matcher.run(_request(factory, matching.SEARCH, probe, limit=3))["result"]
+    assert mate not in {c["evidence_id"] for c in again["candidates"]} and again["gallery_size"] == 5
+    # A verification queued before the mate's template vanished is answered with the reason, not a crash.
+    with transaction(factory) as session:
+        stale_request = matching.request_match(session, kind=matching.VERIFICATION,
+                                               probe=session.get_one(Evidence, probe),
+                                               candidate=session.get_one(Evidence, late), parameters={},
+                                               requested_by="t").id
+        late_template = matching.template_of(session, evidence_id=late)
+        assert late_template is not None
+        session.delete(late_template)
+    assert "has no fingerprint template" in matcher.run(stale_request)["error"]
+    assert "does not exist" in matcher.run(str(uuid.uuid4()))["error"]
