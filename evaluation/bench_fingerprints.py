@@ -25,14 +25,8 @@ from typing import Any
 
 from evaluation.common import RESULTS, describe, locard_commit, machine_info
 from models.fingerprint_index import DEFAULT_RERANK, FingerprintIndex
-from models.fingerprints import (
-    Bozorth3,
-    FingerprintExtractor,
-    FingerprintImage,
-    decode_fingerprint,
-    load_minutiae,
-    parse_iso_19794_2,
-)
+from models.fingerprints import FingerprintExtractor, FingerprintImage, decode_fingerprint
+from models.minutiae import Bozorth3, load_minutiae, parse_iso_19794_2
 from tests import fingerprint_samples as samples
 
 DEFAULT_OUT = RESULTS / "fingerprints.json"
@@ -136,7 +130,7 @@ def ray_bozorth(actors: int, pairs_per_actor: int) -> dict[str, Any]:
         @ray.remote(num_cpus=1)
         class Matcher:
             def __init__(self, templates: list[bytes]) -> None:
-                from models.fingerprints import load_minutiae as load
+                from models.minutiae import load_minutiae as load
 
                 self.loaded = [load(t) for t in templates]
 

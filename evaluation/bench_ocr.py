@@ -36,7 +36,8 @@ import numpy as np
 from PIL import Image
 
 from evaluation.common import REPO_ROOT, RESULTS, describe, locard_commit, machine_info
-from models.ocr import DEFAULT_LANGUAGES, SceneTextReader, TesseractOcr, character_error_rate, prepare_page
+from models.ocr import DEFAULT_LANGUAGES, TesseractOcr, character_error_rate, prepare_page
+from models.scenetext import SceneTextReader
 
 DEFAULT_OUT = RESULTS / "ocr.json"
 VARIANTS = (("serif", 34), ("sans", 28), ("serif", 30), ("sans", 34))

@@ -303,7 +303,7 @@ def synthetic_templates(n: int, seed: int = 0, *, extracted: int = 200) -> tuple
     (either sense) and random kinds. They are distinct fingers with realistic pair statistics (distances and
     relative directions follow a ridge flow), not images, and MINDTCT never saw them.
     """
-    from models.fingerprints import encode_iso_19794_2, parse_iso_19794_2
+    from models.minutiae import encode_iso_19794_2, parse_iso_19794_2
 
     real = min(n, extracted)
     ids = [f"f{finger}" for finger in range(real)]

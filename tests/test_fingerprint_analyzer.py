@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.fingerprints import parse_iso_19794_2
+from models.minutiae import parse_iso_19794_2
 from storage.analysis import HELD_KEY
 from tests.fingerprint_samples import encode_png, real_latent, real_latent_wsq, reimpress, synthetic_impression
 from tests.media_samples import bus_jpg_path

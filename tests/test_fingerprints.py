@@ -21,13 +21,9 @@ from models.fingerprints import (
     FingerprintImage,
     FingerprintRejected,
     FingerprintTemplate,
-    bozorth3_score,
     decode_fingerprint,
-    encode_iso_19794_2,
-    iso_minutia_kinds,
-    parse_iso_19794_2,
-    to_nbis_iso,
 )
+from models.minutiae import bozorth3_score, encode_iso_19794_2, iso_minutia_kinds, parse_iso_19794_2, to_nbis_iso
 from tests import fingerprint_samples as samples
 
 SYNTHETIC_FINGERS = 4

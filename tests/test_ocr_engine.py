@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from models.base import ModelError
-from models.ocr import OcrPage, SceneTextReader, TesseractOcr, character_error_rate, identify_language
+from models.ocr import OcrPage, TesseractOcr, character_error_rate, identify_language
+from models.scenetext import SceneTextReader
 from tests.media_samples import bus_jpg_path
 from tests.text_samples import LANGUAGES, document_photo, render_page, rotate_page, scan_noise, sign_on_photo
 

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from models.ocr import OcrLine, OcrPage, SceneTextReader, TesseractOcr
+from models.ocr import OcrLine, OcrPage, TesseractOcr
+from models.scenetext import SceneTextReader
 from storage.analysis import HELD_KEY
 from workers import imaging
 from workers.analyzers.base import AnalysisFailed, AnalysisLimits, Analyzer, Artifact, EvidenceFile, FindingData
