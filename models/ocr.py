@@ -11,7 +11,8 @@ rapidocr's PP-OCR pipeline for scene text in photos.
 * `models.scenetext.SceneTextReader` runs rapidocr's detection, orientation-classification and recognition
   models, all shipped in the rapidocr package and verified by SHA-256 before use (nothing is downloaded).
 
-Both return an `OcrPage` (defined here) whose boxes are in the pixels of the image given (before any rotation or scaling).
+Both return an `OcrPage` (defined here) whose boxes are in the pixels of the image given (before any rotation
+or scaling).
 Heavy libraries (cv2, rapidocr, py3langid) are imported in `load`/`predict` only.
 """
 
