@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
+from api.access import AccessMiddleware
 from api.problems import install_problem_handlers
-from api.routes import cases, evidence, fingerprints, intake, search
+from api.routes import admin, audit, auth, cases, evidence, fingerprints, intake, search
 from storage.db import make_engine, migrate, session_factory
 from storage.objectstore import ObjectStore, S3ObjectStore
 from storage.settings import Settings, get_settings
@@ -25,15 +27,20 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
         engine = make_engine(settings.effective_database_url)
         migrate(engine)
         app.state.settings = settings
-        app.state.session_factory = session_factory(engine)
+        app.state.session_factory = session_factory(engine, chain_key=settings.chain_key)
         app.state.store = store or S3ObjectStore.from_settings(settings)
         app.state.store.ensure_buckets()
         yield
         engine.dispose()
 
+    development = settings.environment == "development"
     app = FastAPI(title="Locard case API", version="0.1.0", lifespan=lifespan,
-                  description="Forensic evidence intake, analysis results and chain of custody.")
+                  description="Forensic evidence intake, analysis results and chain of custody.",
+                  # Outside development the schema is served only to authenticated callers (under /api/v1).
+                  openapi_url="/openapi.json" if development else None, docs_url="/docs" if development else None,
+                  redoc_url=None)
     install_problem_handlers(app)
+    app.add_middleware(AccessMiddleware)
     v1 = APIRouter(prefix=API_PREFIX)
 
     @v1.get("/health", tags=["health"])
@@ -45,5 +52,13 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     v1.include_router(intake.router)
     v1.include_router(search.router)
     v1.include_router(fingerprints.router)
+    v1.include_router(auth.router)
+    v1.include_router(admin.router)
+    v1.include_router(audit.router)
+
+    @v1.get("/openapi.json", include_in_schema=False)
+    def openapi_document() -> dict[str, Any]:
+        return app.openapi()
+
     app.include_router(v1)
     return app

@@ -182,9 +182,12 @@ class Item:
 class Api:
     """The few calls of the case API the benchmark makes; safe to share between threads (httpx.Client is)."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *, username: str, password: str) -> None:
         self.http = httpx.Client(base_url=f"{base_url}/api/v1", timeout=60.0,
                                  limits=httpx.Limits(max_connections=UPLOADERS + 4))
+        token = _json(self.http.post("/auth/token", data={"grant_type": "password", "username": username,
+                                                          "password": password}))["access_token"]
+        self.http.headers["Authorization"] = f"Bearer {token}"
 
     def close(self) -> None:
         self.http.close()
@@ -325,7 +328,7 @@ def run_benchmark(items: int, latency_items: int, say: Say, *, keep_home: bool =
         up_clock = time.perf_counter()
         state = stack.up(say)
         up_seconds = time.perf_counter() - up_clock
-        api = Api(state.api_url)
+        api = Api(state.api_url, username=state.operator, password=state.operator_password)
         try:
             case_id = api.create_case(f"BENCH-{started_at:%Y%m%d%H%M%S}", "Locard ingest benchmark")
             warm, sequential, bulk = evidence[0], evidence[1:latency_items + 1], evidence[latency_items + 1:]

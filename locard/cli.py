@@ -21,6 +21,8 @@ from pathlib import Path
 from locard.client import ApiError, LocardClient
 from locard.report import summarise
 from locard.stack import EmbeddedStack, StackError, StackState
+from storage import audit
+from storage.db import make_engine, session_factory
 from storage.settings import Settings, get_settings
 
 
@@ -47,7 +49,9 @@ def _client(settings: Settings) -> tuple[LocardClient, StackState]:
     state = StackState.load(settings.home.expanduser().resolve())
     if state is None or not state.pids:
         raise StackError("Locard is not running here; start it with `locard up`")
-    return LocardClient(state.api_url), state
+    if not state.operator_password:
+        raise StackError("this stack predates accounts; restart it with `locard down` and `locard up`")
+    return LocardClient(state.api_url, username=state.operator, password=state.operator_password), state
 
 
 def analyse_files(settings: Settings, paths: list[Path], *, case_reference: str, title: str,
@@ -102,6 +106,28 @@ def _direct_upload(settings: Settings, case: dict[str, str], path: Path, client:
     raise ApiError(f"{key} was not picked up by intake within 120s")
 
 
+def verify_chains(settings: Settings) -> int:
+    """Recompute the HMAC chains of the audit log and the chain of custody; 1 when either is broken.
+
+    The key is LOCARD_AUDIT_KEY, or the embedded stack's own (in its stack.json) when that is not set.
+    """
+    key = settings.chain_key
+    state = StackState.load(settings.home.expanduser().resolve())
+    if not settings.audit_key.get_secret_value() and state is not None and state.audit_key:
+        key = state.audit_key.encode()
+    engine = make_engine(settings.effective_database_url)
+    try:
+        with session_factory(engine, chain_key=key)() as session:
+            results = audit.verify_all(session, key=key)
+    finally:
+        engine.dispose()
+    for result in results:
+        verdict = "intact" if result.ok else f"BROKEN at entry {result.first_bad_id}: {result.reason}"
+        unchained = f", {result.unchained} earlier entries not chained" if result.unchained else ""
+        say(f"  {result.chain:8s} {result.checked} entries checked{unchained}: {verdict}")
+    return 0 if all(result.ok for result in results) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="locard", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     analyze = sub.add_parser("analyze", help="analyse your own files")
     analyze.add_argument("paths", nargs="+", type=Path)
     analyze.add_argument("--case", default=None, help="case reference (default: one per day)")
+    audit_parser = sub.add_parser("audit", help="verify the audit log and the chain of custody")
+    audit_parser.add_argument("action", choices=["verify"])
     args = parser.parse_args(argv)
     settings = get_settings()
     stack = EmbeddedStack(settings)
@@ -137,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             reference = args.case or f"ANALYZE-{dt.date.today():%Y%m%d}"
             return analyse_files(settings, args.paths, case_reference=reference, title="Files analysed from the CLI")
+        elif args.command == "audit":
+            return verify_chains(settings)
     except (StackError, ApiError) as exc:
         say(f"error: {exc}")
         return 1

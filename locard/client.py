@@ -16,8 +16,23 @@ class ApiError(RuntimeError):
 class LocardClient:
     """Calls the case API over HTTP, as any case system would."""
 
-    def __init__(self, base_url: str, timeout: float = 60.0) -> None:
-        self.http = httpx.Client(base_url=f"{base_url}/api/v1", timeout=timeout)
+    def __init__(self, base_url: str, *, username: str, password: str, timeout: float = 60.0) -> None:
+        self.http = httpx.Client(base_url=f"{base_url}/api/v1", timeout=timeout, event_hooks={
+            "response": [self._renew_on_expiry]})
+        self._credentials = {"grant_type": "password", "username": username, "password": password}
+        self.log_in()
+
+    def log_in(self) -> None:
+        """Obtain an access token (OAuth2 password grant) and send it with every later request."""
+        response = httpx.post(f"{self.http.base_url}auth/token", data=self._credentials, timeout=self.http.timeout)
+        if response.status_code != 200:
+            raise ApiError(f"login as {self._credentials['username']!r} refused: {response.text[:300]}")
+        self.http.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+
+    def _renew_on_expiry(self, response: httpx.Response) -> None:
+        """Access tokens are short-lived: log in again when one has expired (the caller then retries)."""
+        if response.status_code == 401 and "expired" in response.text:
+            self.log_in()
 
     def _check(self, response: httpx.Response) -> Any:
         if response.status_code >= 400:

@@ -18,8 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+from sqlalchemy import Engine
 
-from storage.db import make_engine, migrate
+from storage import accounts
+from storage.db import make_engine, migrate, session_factory, transaction
 from storage.seaweed import SeaweedServer, free_port
 from storage.settings import Settings
 
@@ -28,6 +30,9 @@ Say = Callable[[str], None]
 
 class StackError(RuntimeError):
     """The embedded stack could not be started or reached."""
+
+
+OPERATOR = "operator"  # the local supervisor account `locard demo` and `locard analyze` log in as
 
 
 @dataclass
@@ -39,6 +44,11 @@ class StackState:
     webhook_token: str
     s3_endpoint: str
     pids: dict[str, int] = field(default_factory=dict)
+    # Secrets of this stack, generated on its first start (the file is readable by its owner only).
+    token_secret: str = ""
+    audit_key: str = ""
+    operator: str = OPERATOR
+    operator_password: str = ""
 
     @staticmethod
     def path(home: Path) -> Path:
@@ -84,6 +94,7 @@ class EmbeddedStack:
             "LOCARD_HOME": str(self.home), "LOCARD_S3_ENDPOINT": config.s3_endpoint,
             "LOCARD_S3_ACCESS_KEY": config.access_key, "LOCARD_S3_SECRET_KEY": config.secret_key,
             "LOCARD_WEBHOOK_TOKEN": state.webhook_token, "LOCARD_API_PORT": str(state.api_port),
+            "LOCARD_TOKEN_SECRET": state.token_secret, "LOCARD_AUDIT_KEY": state.audit_key,
             "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": self.settings.ray_auth_mode,
             "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false", "OMP_THREAD_LIMIT": "1",
         })
@@ -109,10 +120,20 @@ class EmbeddedStack:
         port = previous.api_port if previous else free_port()
         state = StackState(api_url=f"http://127.0.0.1:{port}", api_port=port,
                            webhook_token=previous.webhook_token if previous else secrets.token_urlsafe(32),
-                           s3_endpoint=self.seaweed.config.s3_endpoint)
+                           s3_endpoint=self.seaweed.config.s3_endpoint,
+                           token_secret=previous.token_secret if previous and previous.token_secret
+                           else secrets.token_urlsafe(48),
+                           audit_key=previous.audit_key if previous and previous.audit_key
+                           else secrets.token_urlsafe(48),
+                           operator_password=previous.operator_password if previous and previous.operator_password
+                           else secrets.token_urlsafe(24))
         env = self.environment(state)
-        migrate(make_engine(Settings(home=self.home).effective_database_url))
-        say(f"  ✓ record store: {Settings(home=self.home).effective_database_url} (migrated)")
+        url = Settings(home=self.home).effective_database_url
+        engine = make_engine(url)
+        migrate(engine)
+        self._ensure_operator(engine, state)
+        engine.dispose()
+        say(f"  ✓ record store: {url} (migrated; account {state.operator!r} in {StackState.path(self.home)})")
         worker_log_start = (self.logs / "worker.log").stat().st_size if (self.logs / "worker.log").exists() else 0
         state.pids["worker"] = self._spawn("worker", [sys.executable, "-m", "workers.service"], env)
         state.pids["api"] = self._spawn("api", [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app",
@@ -121,6 +142,18 @@ class EmbeddedStack:
         self._wait_api(state, say, clock, timeout)
         self._wait_worker(say, clock, timeout, log_start=worker_log_start)
         return state
+
+    @staticmethod
+    def _ensure_operator(engine: Engine, state: StackState) -> None:
+        """The local supervisor account, with the password kept in stack.json."""
+        with transaction(session_factory(engine, chain_key=state.audit_key.encode())) as session:
+            user = accounts.get_user_by_name(session, username=state.operator)
+            if user is None:
+                accounts.create_user(session, username=state.operator, password=state.operator_password,
+                                     roles=[accounts.SUPERVISOR], display_name="Local operator",
+                                     created_by="locard up")
+            else:
+                accounts.set_password(session, user=user, password=state.operator_password)
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> int:
         with (self.logs / f"{name}.log").open("ab") as log:

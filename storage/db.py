@@ -12,6 +12,9 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage import audit  # noqa: F401  (installs the chaining of audit and custody rows on every session)
+from storage.settings import DEVELOPMENT_AUDIT_KEY
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -47,8 +50,14 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def session_factory(engine: Engine, *, chain_key: bytes | None = None) -> sessionmaker[Session]:
+    """Sessions on `engine` whose audit and custody rows are chained with `chain_key` (`Settings.chain_key`).
+
+    Without a key, the development key is used: every process writing to one record store must pass the same key,
+    or its rows will not verify.
+    """
+    key = chain_key if chain_key is not None else DEVELOPMENT_AUDIT_KEY.encode()
+    return sessionmaker(engine, expire_on_commit=False, info={"chain_key": key})
 
 
 @contextmanager

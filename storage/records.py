@@ -27,8 +27,13 @@ def get_case(session: Session, *, case_id: str) -> Case | None:
     return session.get(Case, case_id)
 
 
-def list_cases(session: Session, *, offset: int = 0, limit: int = 100) -> Sequence[Case]:
-    return session.scalars(select(Case).order_by(Case.created_at.desc(), Case.id).offset(offset).limit(limit)).all()
+def list_cases(session: Session, *, case_ids: Sequence[str] | None = None, offset: int = 0,
+               limit: int = 100) -> Sequence[Case]:
+    """Cases, newest first; only those in `case_ids` when it is given."""
+    query = select(Case)
+    if case_ids is not None:
+        query = query.where(Case.id.in_(list(case_ids)))
+    return session.scalars(query.order_by(Case.created_at.desc(), Case.id).offset(offset).limit(limit)).all()
 
 
 def get_evidence(session: Session, *, evidence_id: str) -> Evidence | None:

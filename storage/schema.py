@@ -124,6 +124,10 @@ class CustodyEvent(Base):
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(50))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The HMAC chain over custody (storage.audit): set when the event is flushed. Events written before
+    # migration 0003 have none; verification starts at the first chained event.
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    entry_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class Job(Base):

@@ -73,8 +73,11 @@ class SeaweedConfig:
 class SeaweedServer:
     """Start, check and stop one `weed server -s3` whose state lives under `root`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, max_volumes: int = 0) -> None:
+        """`max_volumes` 0 lets SeaweedFS size it from free disk (256 MB volumes); every bucket written to
+        takes several volumes, so a server holding many buckets (the test suite's) needs an explicit limit."""
         self.root = root
+        self.max_volumes = max_volumes
         self.config = SeaweedConfig.load_or_create(root)
         self.data_dir = root / "data"
         self.pid_file = root / "weed.pid"
@@ -90,8 +93,8 @@ class SeaweedServer:
         identity.chmod(0o600)
         return [str(weed_binary()), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.data_dir}",
                 f"-master.port={p['master']}", f"-master.port.grpc={p['master_grpc']}",
-                f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume_grpc']}", "-volume.max=0",
-                "-master.volumeSizeLimitMB=256", "-volume.preStopSeconds=0",
+                f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume_grpc']}",
+                f"-volume.max={self.max_volumes}", "-master.volumeSizeLimitMB=256", "-volume.preStopSeconds=0",
                 "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer_grpc']}",
                 f"-filer.localSocket={self.root / 'filer.sock'}",
                 "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}", f"-s3.config={identity}",

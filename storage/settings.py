@@ -10,6 +10,12 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HOME = Path.home() / ".locard"
+MIN_SECRET_LENGTH = 32
+# Known values that must never protect real data (the development fallbacks, and the obvious ones).
+DEVELOPMENT_TOKEN_SECRET = "locard-development-token-secret-not-for-use"  # noqa: S105 - refused outside development
+DEVELOPMENT_AUDIT_KEY = "locard-development-audit-key-not-for-real-use"
+WEAK_SECRETS = frozenset({DEVELOPMENT_TOKEN_SECRET, DEVELOPMENT_AUDIT_KEY, "changeme" * 4, "secret" * 6,
+                          "0" * 32, "x" * 32})
 
 
 class Settings(BaseSettings):
@@ -36,7 +42,7 @@ class Settings(BaseSettings):
 
     # Intake.
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
-    presign_expiry_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+    presign_expiry_seconds: int = Field(default=600, ge=60, le=900)  # presigned URLs: short-lived, one object
     webhook_token: SecretStr = SecretStr("")
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
     unassigned_case_reference: str = "INBOX"
@@ -45,6 +51,23 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8600
     operator_name: str = "local-operator"
+
+    # Authentication. Outside development, secrets must be set and strong (see `_validate`).
+    token_secret: SecretStr = SecretStr("")  # signs access tokens (HS256); 32+ characters
+    access_token_minutes: int = Field(default=15, ge=1, le=60)
+    refresh_token_hours: int = Field(default=12, ge=1, le=24 * 7)
+    login_max_failures: int = Field(default=5, ge=1)  # failed logins per user (and per client address) ...
+    login_window_seconds: int = Field(default=900, ge=1)  # ... within this window before logins are refused
+    # An external OpenID Connect provider (optional): its tokens are accepted as well as Locard's own.
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""  # the provider's JWKS endpoint
+    oidc_jwks_file: str = ""  # or its keys in a file (air-gapped networks)
+    oidc_username_claim: str = "preferred_username"
+    oidc_roles_claim: str = "roles"
+
+    # Audit. The key of the HMAC chain over the audit log and the chain of custody; 32+ characters.
+    audit_key: SecretStr = SecretStr("")
 
     # Analysis.
     ray_address: str = ""
@@ -62,6 +85,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _validate(self) -> Settings:
+        if self.environment != "development":
+            for name in ("token_secret", "audit_key"):
+                value = getattr(self, name).get_secret_value()
+                if len(value) < MIN_SECRET_LENGTH or value in WEAK_SECRETS or len(set(value)) < 8:
+                    raise ValueError(f"LOCARD_{name.upper()} must be a random secret of at least "
+                                     f"{MIN_SECRET_LENGTH} characters outside development")
+        if self.oidc_issuer and not (self.oidc_jwks_url or self.oidc_jwks_file):
+            raise ValueError("LOCARD_OIDC_ISSUER needs LOCARD_OIDC_JWKS_URL or LOCARD_OIDC_JWKS_FILE")
         if self.environment == "production":
             if not self.database_url:
                 raise ValueError("LOCARD_DATABASE_URL is required in production")
@@ -73,6 +104,16 @@ class Settings(BaseSettings):
     def effective_database_url(self) -> str:
         """The configured database URL, or the embedded SQLite file under `home`."""
         return self.database_url or f"sqlite:///{self.home / 'locard.db'}"
+
+    @property
+    def token_key(self) -> str:
+        """The access-token signing secret (the development fallback only in development)."""
+        return self.token_secret.get_secret_value() or DEVELOPMENT_TOKEN_SECRET
+
+    @property
+    def chain_key(self) -> bytes:
+        """The audit chain's HMAC key (the development fallback only in development)."""
+        return (self.audit_key.get_secret_value() or DEVELOPMENT_AUDIT_KEY).encode()
 
     @property
     def analyzer_names(self) -> list[str]:

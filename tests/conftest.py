@@ -26,7 +26,7 @@ POSTGRES_ADMIN_URL = os.environ.get("LOCARD_TEST_POSTGRES_URL", "postgresql+psyc
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
     """One real SeaweedFS S3 server for the whole test session."""
-    server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs"))
+    server = SeaweedServer(tmp_path_factory.mktemp("seaweedfs"), max_volumes=4000)  # volumes are sparse files
     server.start()
     yield server
     server.stop()
@@ -76,9 +76,13 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+TEST_TOKEN_SECRET = "locard-test-token-secret-7f3a9c2e5b1d8a64"
+TEST_AUDIT_KEY = "locard-test-audit-key-4b8e1f6a3c9d2e75a1"
+
+
 @pytest.fixture
 def factory(engine: Engine) -> sessionmaker[Session]:
-    return session_factory(engine)
+    return session_factory(engine, chain_key=TEST_AUDIT_KEY.encode())
 
 
 @pytest.fixture
@@ -89,4 +93,5 @@ def settings(tmp_path: Path, database_url: str, seaweed: SeaweedServer, s3_store
                     s3_secret_key=seaweed.config.secret_key, evidence_bucket=s3_store.evidence_bucket,
                     derived_bucket=s3_store.derived_bucket, retention_days=1, max_upload_bytes=8 * 1024 * 1024,
                     webhook_token="test-webhook-token-0123456789", sweep_interval_seconds=0.5,
-                    job_lease_seconds=5, worker_restart_seconds=3, ray_num_cpus=2)
+                    job_lease_seconds=5, worker_restart_seconds=3, ray_num_cpus=2,
+                    token_secret=TEST_TOKEN_SECRET, audit_key=TEST_AUDIT_KEY)

@@ -17,6 +17,7 @@ from storage.db import make_engine, session_factory, transaction
 from storage.objectstore import S3ObjectStore
 from storage.schema import Evidence, Job
 from storage.settings import Settings
+from tests.api_helpers import log_in
 from tests.media_samples import bus_jpg_path, pdf_bytes
 
 V1 = "/api/v1"
@@ -26,7 +27,7 @@ TOKEN = {"Authorization": "Bearer test-webhook-token-0123456789"}
 @pytest.fixture
 def client(settings: Settings, s3_store: S3ObjectStore) -> Iterator[TestClient]:
     with TestClient(create_app(settings, store=s3_store)) as test_client:
-        yield test_client
+        yield log_in(test_client)
 
 
 @pytest.fixture
@@ -147,5 +148,5 @@ def test_presigned_upload_lands_in_the_evidence_bucket(client: TestClient, case_
 
 def test_findings_filter_and_openapi(client: TestClient, case_id: str) -> None:
     assert client.get(f"{V1}/cases/{case_id}/findings", params={"kind": "hash.*"}).json() == []
-    paths = client.get("/openapi.json").json()["paths"]
+    paths = client.get(f"{V1}/openapi.json").json()["paths"]
     assert f"{V1}/evidence/{{evidence_id}}/content" in paths and f"{V1}/intake/minio-events" in paths

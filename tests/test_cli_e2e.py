@@ -46,6 +46,10 @@ def test_up_demo_analyze_down(tmp_path: Path) -> None:
         assert "media_probe failed" in analyze.stdout and "truncated" in analyze.stdout
         assert "EXIF: Canon Canon EOS 5D Mark IV" in analyze.stdout and "GPS 48.858" in analyze.stdout
 
+        verified = _locard(home, "audit", "verify")
+        assert verified.returncode == 0 and "audit" in verified.stdout and "custody" in verified.stdout
+        assert verified.stdout.count(": intact") == 2, verified.stdout
+
         status = _locard(home, "status")
         assert status.stdout.count("running") == 3
     finally:

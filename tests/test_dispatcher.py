@@ -22,6 +22,7 @@ from storage.db import transaction
 from storage.objectstore import S3ObjectStore
 from storage.schema import AnalysisRun, Case, Evidence, Finding, Job
 from storage.settings import Settings
+from tests.api_helpers import log_in
 from tests.media_samples import bomb_png, bus_jpg_path, jpeg_with_exif, pdf_bytes, truncated_copy
 from workers.actor import AnalyzerWorker
 from workers.analyzers import registry
@@ -148,6 +149,7 @@ def test_evidence_is_analysed_and_bad_input_fails_with_reasons(
 
     # Through the case API: the findings, and the thumbnail the probe stored as a derived artifact.
     with TestClient(create_app(settings, store=s3_store)) as client:
+        log_in(client)
         listed = client.get(f"/api/v1/evidence/{photo}/findings").json()
         assert {"hash.cryptographic", "hash.pdq", "media.probe", "media.exif"} <= {f["kind"] for f in listed}
         [probe_finding] = [f for f in listed if f["kind"] == "media.probe"]

@@ -23,6 +23,7 @@ from api.main import create_app
 from models.ocr import character_error_rate
 from storage.objectstore import S3ObjectStore
 from storage.settings import Settings
+from tests.api_helpers import log_in, purpose
 from tests.fingerprint_samples import encode_png, real_latent, real_latent_wsq, reimpress, synthetic_impression
 from tests.media_samples import bus_jpg_path, text_layer_pdf
 from tests.test_dispatcher import _run_until_settled, ray_cluster  # noqa: F401 - a module-scoped fixture
@@ -34,6 +35,7 @@ from workers.service import ray_actor_factory, ray_matcher_factory
 pytestmark = [pytest.mark.timeout(900), pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
 V1 = "/api/v1"
 ANALYZERS = ("ocr", "entities", "fingerprints")
+WHY = purpose("2026-0500", "trace the burglar through earlier prints")
 
 
 def national_number(born: str, serial: int) -> str:
@@ -104,6 +106,8 @@ def test_documents_and_fingerprints_end_to_end(ray_cluster: None, settings: Sett
     mate = reimpress(real_latent(), seed=5, max_rotation=20.0, occlusion=0.0)
 
     with TestClient(create_app(settings, store=s3_store)) as client:
+
+        log_in(client)
         case = client.post(f"{V1}/cases", json={"reference": "2026-0500", "title": "Burglary"}).json()["id"]
         other_case = client.post(f"{V1}/cases", json={"reference": "2025-0090", "title": "Older burglary"}).json()
         layer = _upload(client, case, "pv.pdf", text_layer_pdf([statement]))
@@ -147,7 +151,7 @@ def test_documents_and_fingerprints_end_to_end(ray_cluster: None, settings: Sett
         assert character_error_rate(german.text, tiff_pages[0]["data"]["text"]) < 0.05
 
         # Full-text search, accents folded, within a case and across cases.
-        hits = client.get(f"{V1}/search", params={"q": "liege verdachte"}).json()
+        hits = client.get(f"{V1}/search", params={"q": "liege verdachte"}, headers=WHY).json()
         assert [(hit["evidence_id"], hit["page"]) for hit in hits] == [(layer, 1)] and "Liège" in hits[0]["snippet"]
         french_word = max(french.text.split(), key=len).strip(".,;:")
         assert scanned in {hit["evidence_id"] for hit in client.get(
@@ -178,14 +182,14 @@ def test_documents_and_fingerprints_end_to_end(ray_cluster: None, settings: Sett
 def _check_matching(client: TestClient, *, latent: str, latent_mate: str, finger_a: str, finger_a2: str,
                     finger_b: str) -> None:
     """1:1 verification separates the latent's mate from another finger; 1:N finds a mate in another case."""
-    genuine = _wait_for(client, client.post(f"{V1}/fingerprints/verifications", json={
+    genuine = _wait_for(client, client.post(f"{V1}/fingerprints/verifications", headers=WHY, json={
         "probe_evidence_id": latent, "candidate_evidence_id": latent_mate}).json()["id"])
-    impostor = _wait_for(client, client.post(f"{V1}/fingerprints/verifications", json={
+    impostor = _wait_for(client, client.post(f"{V1}/fingerprints/verifications", headers=WHY, json={
         "probe_evidence_id": latent, "candidate_evidence_id": finger_b}).json()["id"])
     assert genuine["result"]["score"] > impostor["result"]["score"]
     assert genuine["result"]["probable_match"] and not impostor["result"]["probable_match"]
 
-    search = _wait_for(client, client.post(f"{V1}/fingerprints/searches", json={
+    search = _wait_for(client, client.post(f"{V1}/fingerprints/searches", headers=WHY, json={
         "probe_evidence_id": finger_a2, "limit": 3}).json()["id"])
     best = search["result"]["candidates"][0]
     assert (best["evidence_id"], best["case_reference"], best["rank"]) == (finger_a, "2025-0090", 1)

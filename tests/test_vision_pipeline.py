@@ -15,6 +15,7 @@ from storage.db import transaction
 from storage.objectstore import S3ObjectStore
 from storage.schema import Case
 from storage.settings import Settings
+from tests.api_helpers import log_in
 from tests.media_samples import bus_jpg_path, truncated_copy
 from tests.test_dispatcher import _run_until_settled, ray_cluster  # noqa: F401 - a module-scoped fixture
 from tests.test_plates import plate_photo
@@ -52,6 +53,8 @@ def test_all_analyzers_through_the_api(ray_cluster: None, settings: Settings,  #
     _run_until_settled(dispatcher, factory, timeout=300)
 
     with TestClient(create_app(settings, store=s3_store)) as client:
+
+        log_in(client)
         found = client.get(f"{V1}/evidence/{photo}/findings").json()
         by_kind: dict[str, list[dict]] = {}
         for finding in found:

@@ -32,7 +32,7 @@ class FingerprintMatcher:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.factory = session_factory(make_engine(settings.effective_database_url))
+        self.factory = session_factory(make_engine(settings.effective_database_url), chain_key=settings.chain_key)
         self.index = FingerprintIndex()
         self.watermark = 0
         self.evidence_of: dict[str, str] = {}

@@ -80,7 +80,7 @@ def build_dispatcher(settings: Settings, *, actors_per_analyzer: int = 1) -> Dis
     store.ensure_buckets()
     analyzers = registry.select(settings.analyzer_names)
     init_ray(settings)
-    return Dispatcher(settings, session_factory(engine), store, analyzers,
+    return Dispatcher(settings, session_factory(engine, chain_key=settings.chain_key), store, analyzers,
                       actor_factory=ray_actor_factory(settings, analyzers, actors_per_analyzer),
                       actors_per_analyzer=actors_per_analyzer,
                       matcher_factory=ray_matcher_factory(settings) if "fingerprints" in analyzers else None)

@@ -13,7 +13,17 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentCase, CurrentEvidence, CurrentPrincipal, SessionDep, SettingsDep, StoreDep
+from api.access import note_of
+from api.deps import (
+    CurrentCase,
+    CurrentEvidence,
+    CurrentPrincipal,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    case_visible,
+    findings_for,
+)
 from api.problems import Problem
 from api.schemas import (
     AnalysisRunRead,
@@ -114,6 +124,9 @@ def get_evidence(evidence: CurrentEvidence, session: SessionDep) -> EvidenceDeta
 def download_evidence(request: Request, evidence: CurrentEvidence, session: SessionDep, store: StoreDep,
                       principal: CurrentPrincipal) -> FileResponse:
     """The evidence bytes, released only after their SHA-256 has been checked against the intake record."""
+    note = note_of(request)
+    if note is not None:
+        note.action = "disclosure"
     path = _temporary_file("locard-download-")
     try:
         store.download(evidence.bucket, evidence.object_key, evidence.version_id or "", path,
@@ -154,20 +167,27 @@ def analysis_status(evidence: CurrentEvidence, session: SessionDep) -> AnalysisS
 
 
 @router.get("/evidence/{evidence_id}/findings", response_model=list[FindingRead])
-def evidence_findings(evidence: CurrentEvidence, session: SessionDep, kind: KindFilter = None) -> list[FindingRead]:
-    return [FindingRead.model_validate(f)
-            for f in records.list_findings(session, evidence_id=evidence.id, kind=kind)]
+def evidence_findings(request: Request, evidence: CurrentEvidence, session: SessionDep, principal: CurrentPrincipal,
+                      kind: KindFilter = None) -> list[FindingRead]:
+    found = records.list_findings(session, evidence_id=evidence.id, kind=kind)
+    return [FindingRead.model_validate(f) for f in findings_for(request, principal, found)]
 
 
 @router.get("/findings/{finding_id}/artifacts/{index}", response_class=FileResponse,
             responses={200: {"content": {"image/jpeg": {}, "application/octet-stream": {}}}})
-def finding_artifact(finding_id: Annotated[str, Path(max_length=64)], index: Annotated[int, Path(ge=0, le=1000)],
-                     session: SessionDep, store: StoreDep, principal: CurrentPrincipal) -> FileResponse:
+def finding_artifact(request: Request, finding_id: Annotated[str, Path(max_length=64)],
+                     index: Annotated[int, Path(ge=0, le=1000)], session: SessionDep, store: StoreDep,
+                     principal: CurrentPrincipal) -> FileResponse:
     """A derived file of a finding (thumbnail, crop), checked against the SHA-256 the worker recorded."""
     finding = records.get_finding(session, finding_id=finding_id)
+    if finding is not None and not case_visible(session, principal, finding.case_id):
+        finding = None  # another case's finding does not exist for this caller
     artifacts = finding.data.get("artifacts", []) if finding is not None else []
     if finding is None or index >= len(artifacts):
         raise Problem(404, "Artifact not found", f"Finding {finding_id} has no artifact {index}.")
+    note = note_of(request)
+    if note is not None:
+        note.case_id, note.resource_id = finding.case_id, finding.id
     artifact = artifacts[index]
     path = _temporary_file("locard-artifact-")
     try:

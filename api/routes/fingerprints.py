@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 from sqlalchemy.orm import Session
 
-from api.deps import CurrentEvidence, CurrentPrincipal, SessionDep, SettingsDep
+from api.access import note_of
+from api.deps import (
+    BIOMETRIC_ROLES,
+    MATCHING_ROLES,
+    CurrentEvidence,
+    PurposeDep,
+    SessionDep,
+    SettingsDep,
+    case_visible,
+    require_roles,
+)
+from api.principal import Principal
 from api.problems import Problem
 from api.schemas import FingerprintSearchCreate, FingerprintVerificationCreate, MatchRequestRead
 from storage import matching, records
@@ -17,11 +28,17 @@ router = APIRouter(tags=["fingerprints"])
 ISO_MEDIA_TYPE = "application/octet-stream"
 
 
-def _evidence(session: Session, evidence_id: str, role: str) -> Evidence:
+def _evidence(session: Session, principal: Principal, evidence_id: str, role: str) -> Evidence:
     evidence = records.get_evidence(session, evidence_id=evidence_id)
-    if evidence is None:
+    if evidence is None or not case_visible(session, principal, evidence.case_id):
         raise Problem(404, "Evidence not found", f"The {role} {evidence_id} does not exist.")
     return evidence
+
+
+def _combining(request: Request, probe: Evidence) -> None:
+    note = note_of(request)
+    if note is not None:
+        note.action, note.resource_id = "combination", probe.id
 
 
 def _request(session: Session, *, kind: str, probe: Evidence, candidate: Evidence | None,
@@ -36,21 +53,25 @@ def _request(session: Session, *, kind: str, probe: Evidence, candidate: Evidenc
 
 
 @router.post("/fingerprints/verifications", response_model=MatchRequestRead, status_code=status.HTTP_202_ACCEPTED)
-def verify(body: FingerprintVerificationCreate, session: SessionDep, settings: SettingsDep,
-           principal: CurrentPrincipal) -> MatchRequest:
-    """Compare two prints (Bozorth3); poll `GET /fingerprints/requests/{id}` for the score."""
-    probe = _evidence(session, body.probe_evidence_id, "probe")
-    candidate = _evidence(session, body.candidate_evidence_id, "candidate")
-    return _request(session, kind=matching.VERIFICATION, probe=probe, candidate=candidate, parameters={},
+def verify(request: Request, body: FingerprintVerificationCreate, session: SessionDep, settings: SettingsDep,
+           purpose: PurposeDep, principal: Principal = require_roles(*MATCHING_ROLES)) -> MatchRequest:
+    """Compare two prints (Bozorth3); poll `GET /fingerprints/requests/{id}` for the score. Needs a purpose."""
+    probe = _evidence(session, principal, body.probe_evidence_id, "probe")
+    candidate = _evidence(session, principal, body.candidate_evidence_id, "candidate")
+    _combining(request, probe)
+    return _request(session, kind=matching.VERIFICATION, probe=probe, candidate=candidate,
+                    parameters={"purpose_case": purpose.case_reference},
                     principal=principal.name, max_attempts=settings.job_max_attempts)
 
 
 @router.post("/fingerprints/searches", response_model=MatchRequestRead, status_code=status.HTTP_202_ACCEPTED)
-def search(body: FingerprintSearchCreate, session: SessionDep, settings: SettingsDep,
-           principal: CurrentPrincipal) -> MatchRequest:
-    """Search one print against every print held, across cases; poll the request for ranked candidates."""
-    probe = _evidence(session, body.probe_evidence_id, "probe")
-    parameters: dict[str, object] = {"limit": body.limit}
+def search(request: Request, body: FingerprintSearchCreate, session: SessionDep, settings: SettingsDep,
+           purpose: PurposeDep, principal: Principal = require_roles(*MATCHING_ROLES)) -> MatchRequest:
+    """Search one print against every print held, across cases (the leads name the other cases); poll the
+    request for ranked candidates. Needs a purpose."""
+    probe = _evidence(session, principal, body.probe_evidence_id, "probe")
+    _combining(request, probe)
+    parameters: dict[str, object] = {"limit": body.limit, "purpose_case": purpose.case_reference}
     if body.case_ids is not None:
         parameters["case_ids"] = body.case_ids
     return _request(session, kind=matching.SEARCH, probe=probe, candidate=None, parameters=parameters,
@@ -58,19 +79,24 @@ def search(body: FingerprintSearchCreate, session: SessionDep, settings: Setting
 
 
 @router.get("/fingerprints/requests/{request_id}", response_model=MatchRequestRead)
-def get_request(request_id: Annotated[str, Path(max_length=64)], session: SessionDep,
-                principal: CurrentPrincipal) -> MatchRequest:
-    """A verification or search request, with its result once it has run."""
-    request = matching.get_request(session, request_id=request_id)
-    if request is None:
+def get_request(request: Request, request_id: Annotated[str, Path(max_length=64)], session: SessionDep,
+                principal: Principal = require_roles(*MATCHING_ROLES)) -> MatchRequest:
+    """A verification or search request, with its result once it has run (for those who see its probe)."""
+    found = matching.get_request(session, request_id=request_id)
+    probe = records.get_evidence(session, evidence_id=found.probe_evidence_id) if found is not None else None
+    if found is None or probe is None or not case_visible(session, principal, probe.case_id):
         raise Problem(404, "Match request not found", f"There is no match request {request_id}.")
-    return request
+    note = note_of(request)
+    if note is not None:
+        note.case_id, note.resource_id = probe.case_id, found.id
+    return found
 
 
 @router.get("/evidence/{evidence_id}/fingerprint-template", response_class=Response,
             responses={200: {"content": {ISO_MEDIA_TYPE: {}},
                              "description": "the print's minutiae as an ISO/IEC 19794-2:2005 record"}})
-def template(evidence: CurrentEvidence, session: SessionDep) -> Response:
+def template(evidence: CurrentEvidence, session: SessionDep,
+             principal: Principal = require_roles(*BIOMETRIC_ROLES)) -> Response:
     """The print's minutiae template in ISO/IEC 19794-2:2005, for exchange with other AFIS."""
     held = matching.template_of(session, evidence_id=evidence.id)
     if held is None:

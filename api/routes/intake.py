@@ -5,9 +5,10 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header
+from fastapi import APIRouter, Body, Depends, Header
 
-from api.deps import CurrentPrincipal, SessionDep, SettingsDep
+from api.deps import SessionDep, SettingsDep, require_roles
+from api.principal import ADMINISTRATOR, SUPERVISOR, Principal
 from api.problems import Problem
 from api.schemas import IntakeFailureRead, WebhookAck
 from storage import intake, records
@@ -17,7 +18,9 @@ router = APIRouter(prefix="/intake", tags=["intake"])
 MAX_RECORDS = 1000
 
 
-def _check_token(authorization: str | None, expected: str) -> None:
+def webhook_token(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> None:
+    """The webhook's own credential: the bearer token MinIO is configured with (checked before the body)."""
+    expected = settings.webhook_token.get_secret_value()
     if not expected:
         raise Problem(503, "Webhook disabled", "No webhook token is configured (LOCARD_WEBHOOK_TOKEN).")
     scheme, _, token = (authorization or "").partition(" ")
@@ -25,12 +28,10 @@ def _check_token(authorization: str | None, expected: str) -> None:
         raise Problem(401, "Unauthorized", "The webhook call carries no valid bearer token.")
 
 
-@router.post("/minio-events", response_model=WebhookAck)
+@router.post("/minio-events", response_model=WebhookAck, dependencies=[Depends(webhook_token)])
 def minio_events(settings: SettingsDep, session: SessionDep,
-                 body: Annotated[dict[str, Any], Body(description="a MinIO bucket notification")],
-                 authorization: Annotated[str | None, Header()] = None) -> WebhookAck:
+                 body: Annotated[dict[str, Any], Body(description="a MinIO bucket notification")]) -> WebhookAck:
     """Receive MinIO bucket notifications (`MINIO_NOTIFY_WEBHOOK_ENDPOINT` pointed here)."""
-    _check_token(authorization, settings.webhook_token.get_secret_value())
     found = body.get("Records")
     if not isinstance(found, list) or not found or len(found) > MAX_RECORDS:
         raise Problem(400, "Malformed notification",
@@ -48,6 +49,7 @@ def minio_events(settings: SettingsDep, session: SessionDep,
 
 
 @router.get("/failures", response_model=list[IntakeFailureRead])
-def intake_failures(session: SessionDep, principal: CurrentPrincipal) -> list[IntakeFailureRead]:
+def intake_failures(session: SessionDep,
+                    principal: Principal = require_roles(SUPERVISOR, ADMINISTRATOR)) -> list[IntakeFailureRead]:
     """Objects in the evidence bucket that intake could not record, with the reason; they stay in the bucket."""
     return [IntakeFailureRead.model_validate(job) for job in records.failed_intake(session)]

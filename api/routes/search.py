@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import CurrentCase, CurrentPrincipal, SessionDep
+from api.deps import CurrentCase, CurrentPrincipal, PurposeDep, SessionDep, visible_case_ids
 from api.schemas import TextHitRead
 from storage import textsearch
 
@@ -18,10 +18,12 @@ Offset = Annotated[int, Query(ge=0, le=100_000)]
 
 
 @router.get("/search", response_model=list[TextHitRead])
-def search_all(q: SearchQuery, session: SessionDep, principal: CurrentPrincipal, limit: Limit = 50,
-               offset: Offset = 0) -> list[TextHitRead]:
-    """Pages of evidence in every case whose text matches `q`, best first (accents and case ignored)."""
-    hits = textsearch.search(session, query=q, limit=limit, offset=offset)
+def search_all(q: SearchQuery, session: SessionDep, principal: CurrentPrincipal, purpose: PurposeDep,
+               limit: Limit = 50, offset: Offset = 0) -> list[TextHitRead]:
+    """Pages of evidence in every case the caller may see whose text matches `q`, best first (accents and case
+    ignored). A search across cases needs a stated purpose (see the purpose headers)."""
+    hits = textsearch.search(session, query=q, case_ids=visible_case_ids(session, principal), limit=limit,
+                             offset=offset)
     return [TextHitRead.model_validate(hit, from_attributes=True) for hit in hits]
 
 

@@ -1,0 +1,193 @@
+"""Administration: accounts and API keys (administrators), case assignments (administrators and supervisors)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from api.deps import CurrentPrincipal, SessionDep
+from api.principal import ADMINISTRATOR, SUPERVISOR, Principal
+from api.problems import Problem
+from api.schemas_accounts import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyRead,
+    AssignmentRead,
+    PasswordReset,
+    RolesUpdate,
+    UserCreate,
+    UserRead,
+)
+from storage import accounts, records
+
+router = APIRouter(prefix="/admin", tags=["administration"])
+Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+UserName = Annotated[str, Path(max_length=100)]
+CaseId = Annotated[str, Path(max_length=64)]
+ACCOUNT_ROLES = (ADMINISTRATOR,)
+ASSIGNMENT_ROLES = (ADMINISTRATOR, SUPERVISOR)
+
+
+def _require(principal: Principal, *roles: str) -> None:
+    """403 unless the principal holds one of `roles`."""
+    if not principal.has(*roles):
+        raise Problem(403, "Not permitted", f"This needs one of the roles: {', '.join(roles)}.")
+
+
+def _user_read(user: accounts.User) -> UserRead:
+    return UserRead(id=user.id, username=user.username, display_name=user.display_name, roles=list(user.roles),
+                    active=user.active, created_at=user.created_at, created_by=user.created_by,
+                    has_password=user.password_hash is not None)
+
+
+def _load_user(session: SessionDep, username: str) -> accounts.User:
+    user = accounts.get_user_by_name(session, username=username)
+    if user is None:
+        raise Problem(404, "User not found", f"There is no user {username!r}.")
+    return user
+
+
+def _invalid(exc: accounts.AccountError) -> Problem:
+    title = "Weak password" if isinstance(exc, accounts.WeakPassword) else "Invalid account"
+    return Problem(422, title, str(exc))
+
+
+# --- users --------------------------------------------------------------------------------------------------------
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserRead)
+def create_user(body: UserCreate, session: SessionDep, principal: CurrentPrincipal) -> UserRead:
+    _require(principal, *ACCOUNT_ROLES)
+    try:
+        user = accounts.create_user(session, username=body.username, password=body.password, roles=body.roles,
+                                    display_name=body.display_name, created_by=principal.name)
+    except accounts.DuplicateUser as exc:
+        raise Problem(409, "User exists", str(exc)) from None
+    except accounts.AccountError as exc:
+        raise _invalid(exc) from None
+    return _user_read(user)
+
+
+@router.get("/users", response_model=list[UserRead])
+def list_users(session: SessionDep, principal: CurrentPrincipal, offset: Offset = 0,
+               limit: Limit = 100) -> list[UserRead]:
+    _require(principal, *ACCOUNT_ROLES)
+    return [_user_read(u) for u in accounts.list_users(session, offset=offset, limit=limit)]
+
+
+@router.get("/users/{username}", response_model=UserRead)
+def get_user(username: UserName, session: SessionDep, principal: CurrentPrincipal) -> UserRead:
+    _require(principal, *ACCOUNT_ROLES)
+    return _user_read(_load_user(session, username))
+
+
+@router.post("/users/{username}/deactivate", response_model=UserRead)
+def deactivate_user(username: UserName, session: SessionDep, principal: CurrentPrincipal) -> UserRead:
+    """Deactivate the account: its access tokens and API keys stop working at once, its sessions end."""
+    _require(principal, *ACCOUNT_ROLES)
+    user = _load_user(session, username)
+    if user.id == principal.user_id:
+        raise Problem(409, "Cannot deactivate yourself", "An administrator cannot deactivate their own account.")
+    accounts.deactivate_user(session, user=user)
+    return _user_read(user)
+
+
+@router.put("/users/{username}/password", status_code=status.HTTP_204_NO_CONTENT)
+def reset_password(username: UserName, body: PasswordReset, session: SessionDep,
+                   principal: CurrentPrincipal) -> Response:
+    """Set a new password; the user's sessions (refresh tokens) end."""
+    _require(principal, *ACCOUNT_ROLES)
+    user = _load_user(session, username)
+    try:
+        accounts.set_password(session, user=user, password=body.password)
+    except accounts.AccountError as exc:
+        raise _invalid(exc) from None
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.put("/users/{username}/roles", response_model=UserRead)
+def set_roles(username: UserName, body: RolesUpdate, session: SessionDep, principal: CurrentPrincipal) -> UserRead:
+    """Replace the user's roles; this takes effect on their next request."""
+    _require(principal, *ACCOUNT_ROLES)
+    user = _load_user(session, username)
+    try:
+        accounts.set_roles(session, user=user, roles=body.roles)
+    except accounts.AccountError as exc:
+        raise _invalid(exc) from None
+    return _user_read(user)
+
+
+# --- API keys -----------------------------------------------------------------------------------------------------
+
+
+@router.post("/users/{username}/api-keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
+def create_api_key(username: UserName, body: ApiKeyCreate, session: SessionDep,
+                   principal: CurrentPrincipal) -> ApiKeyCreated:
+    """A new API key for a case-system account; the key is in this answer only."""
+    _require(principal, *ACCOUNT_ROLES)
+    user = _load_user(session, username)
+    if body.expires_at is not None and body.expires_at.tzinfo is None:
+        raise Problem(422, "Invalid request", "expires_at needs a time zone (UTC).")
+    try:
+        key, plaintext = accounts.create_api_key(session, user=user, name=body.name, expires_at=body.expires_at)
+    except accounts.AccountError as exc:
+        raise _invalid(exc) from None
+    return ApiKeyCreated(**ApiKeyRead.model_validate(key).model_dump(), key=plaintext)
+
+
+@router.get("/users/{username}/api-keys", response_model=list[ApiKeyRead])
+def list_api_keys(username: UserName, session: SessionDep, principal: CurrentPrincipal) -> list[ApiKeyRead]:
+    _require(principal, *ACCOUNT_ROLES)
+    user = _load_user(session, username)
+    return [ApiKeyRead.model_validate(k) for k in accounts.list_api_keys(session, user=user)]
+
+
+@router.post("/api-keys/{key_id}/revoke", response_model=ApiKeyRead)
+def revoke_api_key(key_id: Annotated[str, Path(max_length=36)], session: SessionDep,
+                   principal: CurrentPrincipal) -> ApiKeyRead:
+    _require(principal, *ACCOUNT_ROLES)
+    key = accounts.get_api_key(session, key_id=key_id)
+    if key is None:
+        raise Problem(404, "API key not found", f"There is no API key {key_id}.")
+    accounts.revoke_api_key(session, key=key)
+    return ApiKeyRead.model_validate(key)
+
+
+# --- case assignments ---------------------------------------------------------------------------------------------
+
+
+def _case_id(session: SessionDep, case_id: str) -> str:
+    case = records.get_case(session, case_id=case_id)
+    if case is None:
+        raise Problem(404, "Case not found", f"There is no case {case_id}.")
+    return case.id
+
+
+@router.get("/cases/{case_id}/assignments", response_model=list[AssignmentRead])
+def list_assignments(case_id: CaseId, session: SessionDep, principal: CurrentPrincipal) -> list[AssignmentRead]:
+    _require(principal, *ASSIGNMENT_ROLES)
+    found = accounts.assignments_of_case(session, case_id=_case_id(session, case_id))
+    return [AssignmentRead.model_validate(a) for a in found]
+
+
+@router.put("/cases/{case_id}/assignments/{username}", response_model=AssignmentRead)
+def assign(case_id: CaseId, username: UserName, session: SessionDep,
+           principal: CurrentPrincipal) -> AssignmentRead:
+    """Assign a user (a local account or an OpenID Connect user, by name) to the case; idempotent."""
+    _require(principal, *ASSIGNMENT_ROLES)
+    try:
+        assignment = accounts.assign(session, case_id=_case_id(session, case_id), username=username,
+                                     assigned_by=principal.name)
+    except accounts.AccountError as exc:
+        raise _invalid(exc) from None
+    return AssignmentRead.model_validate(assignment)
+
+
+@router.delete("/cases/{case_id}/assignments/{username}", status_code=status.HTTP_204_NO_CONTENT)
+def unassign(case_id: CaseId, username: UserName, session: SessionDep, principal: CurrentPrincipal) -> Response:
+    _require(principal, *ASSIGNMENT_ROLES)
+    if not accounts.unassign(session, case_id=_case_id(session, case_id), username=username):
+        raise Problem(404, "Assignment not found", f"{username!r} is not assigned to case {case_id}.")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,517 @@
+"""Accounts: users, API keys, refresh tokens, failed logins and case assignments (keyword-only data access).
+
+Secrets are never stored: passwords as argon2id hashes, API keys and refresh tokens (256-bit random) as SHA-256.
+User names are kept lower-case, so uniqueness and assignments ignore case.
+
+Functions that refuse a login (`verify_password`, `rotate_refresh_token`) may have written before they raise
+`LoginRefused` (a failed attempt recorded, a replayed token family revoked): the caller must commit its
+transaction even when they raise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import math
+import re
+import secrets
+from collections.abc import Sequence
+from functools import lru_cache
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, UniqueConstraint, delete, func, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, Session, mapped_column
+
+from storage.schema import Base, Case, new_id, utcnow
+from storage.settings import Settings
+
+INVESTIGATOR = "investigator"
+FORENSIC_EXAMINER = "forensic_examiner"
+SUPERVISOR = "supervisor"
+AUDITOR = "auditor"
+CASE_SYSTEM = "case_system"
+ADMINISTRATOR = "administrator"
+ROLES = (INVESTIGATOR, FORENSIC_EXAMINER, SUPERVISOR, AUDITOR, CASE_SYSTEM, ADMINISTRATOR)
+
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024  # argon2 hashes anything, but nobody needs more and it bounds the work per attempt
+API_KEY_PREFIX = "lk_"
+USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,99}$")
+
+_hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) defaults
+
+
+# --- tables -------------------------------------------------------------------------------------------------------
+
+
+class User(Base):
+    """A Locard account. Case systems and OpenID Connect users may have no password."""
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("username", name="uq_users_username"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(100))  # lower-case, unique
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class ApiKey(Base):
+    """An API key of a case-system account: `lk_<prefix>_<secret>`; only the secret's SHA-256 is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True, index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+    last_used_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class RefreshToken(Base):
+    """A refresh token `<id>.<secret>`, used once: each use issues its successor (`replaced_by`)."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    used_at: Mapped[dt.datetime | None] = mapped_column()
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+    replaced_by: Mapped[str | None] = mapped_column(String(36))
+
+
+class LoginFailure(Base):
+    """One failed login, by user name and by client address, for throttling."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_username_at", "username", "at"),
+                      Index("ix_login_failures_client_at", "client", "at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(100))  # lower-case
+    client: Mapped[str] = mapped_column(String(100))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class CaseAssignment(Base):
+    """A user assigned to a case, by name (so an OpenID Connect user is assigned like a local one)."""
+
+    __tablename__ = "case_assignments"
+    __table_args__ = (UniqueConstraint("case_id", "username", name="uq_case_assignment"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"), index=True)
+    username: Mapped[str] = mapped_column(String(100), index=True)  # lower-case
+    assigned_by: Mapped[str] = mapped_column(String(200))
+    assigned_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --- errors -------------------------------------------------------------------------------------------------------
+
+
+class AccountError(ValueError):
+    """An account request that cannot be honoured (the message says why)."""
+
+
+class WeakPassword(AccountError):
+    """The password does not meet the policy; the message says why."""
+
+
+class UnknownRole(AccountError):
+    """A role Locard does not know."""
+
+
+class InvalidUsername(AccountError):
+    """A user name Locard does not accept."""
+
+
+class DuplicateUser(AccountError):
+    """A user with this name exists already."""
+
+
+class UnknownCase(AccountError):
+    """An assignment to a case that does not exist."""
+
+
+class LoginRefused(Exception):
+    """A login (password or refresh token) refused; `retry_after` (seconds) is set when throttled."""
+
+    def __init__(self, reason: str, retry_after: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+
+
+def hash_token(value: str) -> str:
+    """SHA-256 (hex) of a high-entropy secret: right for random keys and tokens, never for passwords."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def normalize_username(username: str) -> str:
+    """The stored form of a user name (lower-case, trimmed); raises `InvalidUsername` when it is not acceptable."""
+    name = username.strip().lower()
+    if not USERNAME_PATTERN.fullmatch(name):
+        raise InvalidUsername("a user name is 1-100 characters: letters, digits, '.', '_', '@' and '-', "
+                              "starting with a letter or digit")
+    return name
+
+
+def check_roles(roles: Sequence[str]) -> list[str]:
+    """The roles, sorted and without repeats; raises `UnknownRole` for a role Locard does not know."""
+    if isinstance(roles, str):
+        raise UnknownRole("roles are a list of role names")
+    unknown = sorted(set(roles) - set(ROLES))
+    if unknown:
+        raise UnknownRole(f"unknown roles {', '.join(unknown)}; known roles are {', '.join(ROLES)}")
+    if not roles:
+        raise UnknownRole("a user needs at least one role")
+    return sorted(set(roles))
+
+
+def check_password_policy(password: str, *, username: str = "") -> None:
+    """At least 12 characters (at most 1024), of at least two classes (lower, upper, digit, other)."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise WeakPassword(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise WeakPassword(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
+    classes = {"lower" if c.islower() else "upper" if c.isupper() else "digit" if c.isdigit() else "other"
+               for c in password}
+    if len(classes) < 2:
+        raise WeakPassword("a password must mix at least two kinds of characters "
+                           "(lower-case, upper-case, digits, others)")
+    if username and password.strip().lower() == username.strip().lower():
+        raise WeakPassword("a password must not be the user name")
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """A hash to verify against when there is no account, so that unknown users take as long as known ones."""
+    return _hasher.hash(secrets.token_urlsafe(24))
+
+
+def _verify_hash(password_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+# --- users --------------------------------------------------------------------------------------------------------
+
+
+def create_user(session: Session, *, username: str, password: str | None, roles: Sequence[str],
+                display_name: str = "", created_by: str) -> User:
+    """A new, active user; `password` None for accounts that never log in with one (case systems, OIDC users)."""
+    name = normalize_username(username)
+    role_list = check_roles(roles)
+    if password is not None:
+        check_password_policy(password, username=name)
+    if get_user_by_name(session, username=name) is not None:
+        raise DuplicateUser(f"a user {name!r} exists already")
+    user = User(username=name, display_name=display_name, roles=role_list, active=True, created_by=created_by,
+                password_hash=_hasher.hash(password) if password is not None else None)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def get_user(session: Session, *, user_id: str) -> User | None:
+    return session.get(User, user_id)
+
+
+def get_user_by_name(session: Session, *, username: str) -> User | None:
+    return session.scalar(select(User).where(User.username == username.strip().lower()))
+
+
+def list_users(session: Session, *, offset: int = 0, limit: int = 100) -> Sequence[User]:
+    return session.scalars(select(User).order_by(User.username).offset(offset).limit(limit)).all()
+
+
+def set_password(session: Session, *, user: User, password: str | None) -> None:
+    """Replace the password (None removes it) and end every session of the user (their refresh tokens)."""
+    if password is not None:
+        check_password_policy(password, username=user.username)
+    user.password_hash = _hasher.hash(password) if password is not None else None
+    revoke_refresh_tokens(session, user=user)
+    session.flush()
+
+
+def set_roles(session: Session, *, user: User, roles: Sequence[str]) -> None:
+    """Replace the user's roles; Locard's access tokens read roles from here, so it takes effect at once."""
+    user.roles = check_roles(roles)
+    session.flush()
+
+
+def deactivate_user(session: Session, *, user: User) -> None:
+    """Deactivate the account: its tokens and API keys are refused from now on, its refresh tokens revoked."""
+    user.active = False
+    revoke_refresh_tokens(session, user=user)
+    session.flush()
+
+
+# --- password logins and throttling -------------------------------------------------------------------------------
+
+
+def _throttle_wait(session: Session, *, column: InstrumentedAttribute[str], value: str, settings: Settings,
+                   now: dt.datetime) -> int | None:
+    """Seconds until `value` (a user name or a client) may try again, or None when it is not throttled."""
+    since = now - dt.timedelta(seconds=settings.login_window_seconds)
+    times = session.scalars(select(LoginFailure.at).where(column == value, LoginFailure.at > since)
+                            .order_by(LoginFailure.at)).all()
+    if len(times) < settings.login_max_failures:
+        return None
+    # Allowed again once enough failures have aged out of the window to leave fewer than the maximum.
+    release = times[len(times) - settings.login_max_failures] + dt.timedelta(seconds=settings.login_window_seconds)
+    return max(1, math.ceil((release - now).total_seconds()))
+
+
+def login_retry_after(session: Session, *, username: str, client: str, settings: Settings) -> int | None:
+    """Seconds until logins for this user name and from this client are accepted again (None: not throttled).
+
+    Throttled: `login_max_failures` or more failures for the user name, or from the client, within the last
+    `login_window_seconds`.
+    """
+    now = utcnow()
+    waits = [_throttle_wait(session, column=LoginFailure.username, value=username.strip().lower(),
+                            settings=settings, now=now),
+             _throttle_wait(session, column=LoginFailure.client, value=client[:100], settings=settings, now=now)]
+    found = [w for w in waits if w is not None]
+    return max(found) if found else None
+
+
+def record_login_failure(session: Session, *, username: str, client: str, settings: Settings) -> None:
+    """Count a failed login (and forget failures older than the window)."""
+    now = utcnow()
+    session.execute(delete(LoginFailure).where(
+        LoginFailure.at < now - dt.timedelta(seconds=settings.login_window_seconds)))
+    session.add(LoginFailure(username=username.strip().lower()[:100], client=client[:100], at=now))
+    session.flush()
+
+
+def verify_password(session: Session, *, username: str, password: str, client: str, settings: Settings) -> User:
+    """The user whose name and password these are, or `LoginRefused`.
+
+    Refused while throttled (even with the right password), for an unknown user, a wrong password, an account
+    without a password, or an inactive account. Failures are recorded (commit even when this raises); a success
+    clears the user name's failures. Unknown users cost a hash verification too, so timing does not tell them.
+    """
+    name = username.strip().lower()[:100]
+    wait = login_retry_after(session, username=name, client=client, settings=settings)
+    if wait is not None:
+        raise LoginRefused(f"too many failed logins; try again in {wait} seconds", retry_after=wait)
+    user = get_user_by_name(session, username=name) if len(password) <= MAX_PASSWORD_LENGTH else None
+    if user is None or not _verify_hash(user.password_hash, password[:MAX_PASSWORD_LENGTH]):
+        record_login_failure(session, username=name, client=client, settings=settings)
+        raise LoginRefused("invalid user name or password")
+    if not user.active:
+        raise LoginRefused("the account is deactivated")
+    assert user.password_hash is not None  # _verify_hash is false without one
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    session.execute(delete(LoginFailure).where(LoginFailure.username == name))
+    session.flush()
+    return user
+
+
+# --- API keys -----------------------------------------------------------------------------------------------------
+
+
+def create_api_key(session: Session, *, user: User, name: str,
+                   expires_at: dt.datetime | None = None) -> tuple[ApiKey, str]:
+    """A new API key for a case-system account, and its plaintext `lk_<prefix>_<secret>` (returned only here)."""
+    if CASE_SYSTEM not in user.roles:
+        raise AccountError(f"API keys are for case-system accounts; {user.username!r} is not one")
+    if not user.active:
+        raise AccountError(f"the account {user.username!r} is deactivated")
+    while True:
+        prefix = secrets.token_hex(6)  # 12 hex characters: never contains the '_' separator
+        if session.scalar(select(ApiKey.id).where(ApiKey.prefix == prefix)) is None:
+            break
+    secret = secrets.token_urlsafe(32)  # 256 bits
+    key = ApiKey(user_id=user.id, name=name, prefix=prefix, secret_hash=hash_token(secret), expires_at=expires_at)
+    session.add(key)
+    session.flush()
+    return key, f"{API_KEY_PREFIX}{prefix}_{secret}"
+
+
+def _split_api_key(key: str) -> tuple[str, str] | None:
+    if not key.startswith(API_KEY_PREFIX) or len(key) > 200:
+        return None
+    prefix, _, secret = key[len(API_KEY_PREFIX):].partition("_")
+    if not prefix or not secret or len(prefix) > 16:
+        return None
+    return prefix, secret
+
+
+def resolve_api_key(session: Session, *, key: str) -> User | None:
+    """The (active) account an API key acts as, or None for an unknown, revoked or expired key."""
+    parts = _split_api_key(key.strip())
+    if parts is None:
+        return None
+    prefix, secret = parts
+    record = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if record is None or not hmac.compare_digest(record.secret_hash, hash_token(secret)):
+        return None
+    now = utcnow()
+    if record.revoked_at is not None or (record.expires_at is not None and record.expires_at <= now):
+        return None
+    user = session.get(User, record.user_id)
+    if user is None or not user.active:
+        return None
+    record.last_used_at = now
+    session.flush()
+    return user
+
+
+def get_api_key(session: Session, *, key_id: str) -> ApiKey | None:
+    return session.get(ApiKey, key_id)
+
+
+def list_api_keys(session: Session, *, user: User) -> Sequence[ApiKey]:
+    return session.scalars(select(ApiKey).where(ApiKey.user_id == user.id)
+                           .order_by(ApiKey.created_at, ApiKey.id)).all()
+
+
+def revoke_api_key(session: Session, *, key: ApiKey) -> None:
+    """Revoke the key (idempotent: the first revocation time is kept)."""
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.flush()
+
+
+# --- refresh tokens -----------------------------------------------------------------------------------------------
+
+
+def issue_refresh_token(session: Session, *, user: User, settings: Settings) -> str:
+    """A new refresh token `<id>.<secret>` for the user, valid for `refresh_token_hours`."""
+    secret = secrets.token_urlsafe(32)
+    now = utcnow()
+    token = RefreshToken(user_id=user.id, secret_hash=hash_token(secret), issued_at=now,
+                         expires_at=now + dt.timedelta(hours=settings.refresh_token_hours))
+    session.add(token)
+    session.flush()
+    return f"{token.id}.{secret}"
+
+
+def _find_refresh_token(session: Session, token: str) -> RefreshToken | None:
+    token_id, _, secret = token.strip().partition(".")
+    if not token_id or not secret or len(token_id) > 36 or len(secret) > 200:
+        return None
+    record = session.get(RefreshToken, token_id)
+    if record is None or not hmac.compare_digest(record.secret_hash, hash_token(secret)):
+        return None
+    return record
+
+
+def rotate_refresh_token(session: Session, *, token: str, settings: Settings) -> tuple[User, str]:
+    """Use a refresh token once: the user and a new refresh token, or `LoginRefused`.
+
+    A token presented after it was used is taken as stolen: every refresh token of its user is revoked
+    (commit even when this raises).
+    """
+    record = _find_refresh_token(session, token)
+    if record is None:
+        raise LoginRefused("invalid refresh token")
+    if record.revoked_at is not None:
+        raise LoginRefused("the refresh token was revoked")
+    user = session.get(User, record.user_id)
+    if user is None:
+        raise LoginRefused("invalid refresh token")
+    now = utcnow()
+    if record.used_at is not None:
+        revoke_refresh_tokens(session, user=user)
+        raise LoginRefused("the refresh token was used before; every session of this user has been revoked")
+    if record.expires_at <= now:
+        raise LoginRefused("the refresh token has expired")
+    if not user.active:
+        raise LoginRefused("the account is deactivated")
+    # Claim the token atomically: of two concurrent uses, only one wins; the other is a replay.
+    claimed = session.execute(update(RefreshToken).where(RefreshToken.id == record.id, RefreshToken.used_at.is_(None),
+                                                         RefreshToken.revoked_at.is_(None)).values(used_at=now)
+                              .execution_options(synchronize_session=False))
+    if not isinstance(claimed, CursorResult) or claimed.rowcount != 1:
+        revoke_refresh_tokens(session, user=user)
+        raise LoginRefused("the refresh token was used before; every session of this user has been revoked")
+    session.refresh(record)
+    new_token = issue_refresh_token(session, user=user, settings=settings)
+    record.replaced_by = new_token.partition(".")[0]
+    session.flush()
+    return user, new_token
+
+
+def revoke_refresh_token(session: Session, *, token: str) -> bool:
+    """Revoke one refresh token (a logout); whether it was a known token."""
+    record = _find_refresh_token(session, token)
+    if record is None:
+        return False
+    if record.revoked_at is None:
+        record.revoked_at = utcnow()
+        session.flush()
+    return True
+
+
+def revoke_refresh_tokens(session: Session, *, user: User) -> int:
+    """Revoke every refresh token of the user still in force; how many were."""
+    result = session.execute(update(RefreshToken).where(RefreshToken.user_id == user.id,
+                                                        RefreshToken.revoked_at.is_(None))
+                             .values(revoked_at=utcnow()).execution_options(synchronize_session="fetch"))
+    return result.rowcount if isinstance(result, CursorResult) else 0
+
+
+# --- case assignments ---------------------------------------------------------------------------------------------
+
+
+def assign(session: Session, *, case_id: str, username: str, assigned_by: str) -> CaseAssignment:
+    """Assign a user (by name) to a case; assigning twice returns the existing assignment."""
+    name = normalize_username(username)
+    existing = session.scalar(select(CaseAssignment).where(CaseAssignment.case_id == case_id,
+                                                           CaseAssignment.username == name))
+    if existing is not None:
+        return existing
+    if session.get(Case, case_id) is None:
+        raise UnknownCase(f"there is no case {case_id}")
+    assignment = CaseAssignment(case_id=case_id, username=name, assigned_by=assigned_by)
+    session.add(assignment)
+    session.flush()
+    return assignment
+
+
+def unassign(session: Session, *, case_id: str, username: str) -> bool:
+    """Remove an assignment; whether there was one."""
+    result = session.execute(delete(CaseAssignment).where(CaseAssignment.case_id == case_id,
+                                                          CaseAssignment.username == username.strip().lower()))
+    return isinstance(result, CursorResult) and result.rowcount > 0
+
+
+def assigned_case_ids(session: Session, *, username: str) -> set[str]:
+    return set(session.scalars(select(CaseAssignment.case_id)
+                               .where(CaseAssignment.username == username.strip().lower())).all())
+
+
+def is_assigned(session: Session, *, case_id: str, username: str) -> bool:
+    found = session.scalar(select(func.count()).select_from(CaseAssignment).where(
+        CaseAssignment.case_id == case_id, CaseAssignment.username == username.strip().lower()))
+    return bool(found)
+
+
+def assignments_of_case(session: Session, *, case_id: str) -> Sequence[CaseAssignment]:
+    return session.scalars(select(CaseAssignment).where(CaseAssignment.case_id == case_id)
+                           .order_by(CaseAssignment.username)).all()
+

@@ -1,0 +1,331 @@
+"""The audit log (Directive (EU) 2016/680, Art. 25) and the HMAC chains that make it and custody tamper-evident.
+
+Every collection, alteration, consultation, disclosure, combination and erasure of personal data is written to
+`audit_log`; the database refuses updates and deletes of it, as it does for `custody_events`. Both tables are
+also hash chains: each row carries `prev_hash` (the previous row's hash) and
+
+    entry_hash = HMAC-SHA256(chain_key, prev_hash || canonical JSON of the row's content, its id included)
+
+so an edit, a deletion, a reordering or a forged row is found by `verify` even when someone with database rights
+removed the triggers first. The key is not kept in the database.
+
+Rows are chained at flush time by a `before_flush` listener installed on every SQLAlchemy `Session` when this
+module is imported (`storage.db` imports it). Per flush it locks the two chain heads (PostgreSQL: `SELECT ... FOR
+UPDATE`, in name order, both heads always so two transactions can never wait on each other; SQLite: an `UPDATE`
+of the heads, which takes the database write lock), gives each new row the id `head.last_id + 1` (gapless, so a
+deleted row shows as a gap), computes its hashes and moves the heads on. The locks are held until the transaction
+ends, so chained writers serialise: keep transactions that write audit or custody rows short.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, cast
+
+from sqlalchemy import JSON, Integer, String, Table, Text, event, inspect, select, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import InstanceState, Mapped, Session, mapped_column
+
+from storage.schema import Base, CustodyEvent, utcnow
+from storage.settings import DEVELOPMENT_AUDIT_KEY
+
+ACTIONS = ("collection", "alteration", "consultation", "disclosure", "combination", "erasure", "authentication")
+CHAINS = ("audit", "custody")
+GENESIS_HASH = "0" * 64
+VERIFY_BATCH = 5000
+
+
+class AuditEntry(Base):
+    """One logged processing operation on personal data. Append-only: the database refuses updates and deletes."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)  # assigned by the chain
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200), index=True)
+    actor_roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    action: Mapped[str] = mapped_column(String(20))  # one of ACTIONS
+    resource: Mapped[str] = mapped_column(String(200))  # "GET /api/v1/evidence/{evidence_id}", "evidence", ...
+    resource_id: Mapped[str | None] = mapped_column(String(200))
+    case_id: Mapped[str | None] = mapped_column(String(36), index=True)  # no foreign key: the log outlives data
+    person: Mapped[str | None] = mapped_column(String(200), index=True)  # the data subject, when known
+    purpose_case: Mapped[str | None] = mapped_column(String(64))
+    justification: Mapped[str | None] = mapped_column(Text)
+    recipients: Mapped[list[str]] = mapped_column(JSON, default=list)
+    outcome: Mapped[str] = mapped_column(String(20), default="ok")  # "ok", "denied", "error"
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class ChainHead(Base):
+    """The last row of one hash chain ("audit" or "custody"); updated, under lock, with every append."""
+
+    __tablename__ = "chain_heads"
+
+    name: Mapped[str] = mapped_column(String(20), primary_key=True)
+    last_id: Mapped[int] = mapped_column(Integer, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64), default=GENESIS_HASH)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# The hashed content of each chain, in this fixed list rather than read from the table: adding a column must not
+# silently change the hash of every row written before it (tests check that these cover every column).
+AUDIT_FIELDS = ("id", "at", "actor", "actor_roles", "action", "resource", "resource_id", "case_id", "person",
+                "purpose_case", "justification", "recipients", "outcome", "detail")
+CUSTODY_FIELDS = ("id", "evidence_id", "at", "actor", "action", "detail")
+_HEADS = cast(Table, ChainHead.__table__)
+_TABLES: dict[str, tuple[Table, tuple[str, ...]]] = {
+    "audit": (cast(Table, AuditEntry.__table__), AUDIT_FIELDS),
+    "custody": (cast(Table, CustodyEvent.__table__), CUSTODY_FIELDS),
+}
+
+
+# --- hashing ------------------------------------------------------------------------------------------------------
+
+
+def _utc_iso(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("naive datetimes are not chained; use UTC")
+    return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return _utc_iso(value)
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    return str(value)
+
+
+def plain_json(value: Any) -> Any:
+    """`value` as it reads back from a JSON column (tuples as lists, datetimes as UTC ISO strings, keys as text)."""
+    return json.loads(json.dumps(value, default=_json_default, ensure_ascii=False))
+
+
+def canonical(fields: Mapping[str, Any]) -> str:
+    """The canonical JSON that is hashed: sorted keys, no spaces, UTF-8 text, datetimes as UTC ISO strings."""
+    prepared = {name: _utc_iso(value) if isinstance(value, dt.datetime) else value for name, value in fields.items()}
+    return json.dumps(prepared, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def entry_hash(key: bytes, prev_hash: str, fields: Mapping[str, Any]) -> str:
+    """HMAC-SHA256(key, prev_hash || canonical(fields)), in hex."""
+    return hmac.new(key, prev_hash.encode("ascii") + canonical(fields).encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+# --- chaining at flush ----------------------------------------------------------------------------------------------
+
+
+def _lock_heads(connection: Connection) -> dict[str, tuple[int, str]]:
+    """Lock both chain heads until the transaction ends, and read them."""
+    heads = _HEADS
+    if connection.dialect.name == "sqlite":
+        # The first write of a transaction takes SQLite's database lock (waiting out the busy timeout), so the
+        # read below cannot be overtaken by another writer.
+        connection.execute(update(heads).where(heads.c.name.in_(CHAINS)).values(last_id=heads.c.last_id))
+        query = select(heads.c.name, heads.c.last_id, heads.c.last_hash).where(heads.c.name.in_(CHAINS))
+    else:
+        query = (select(heads.c.name, heads.c.last_id, heads.c.last_hash).where(heads.c.name.in_(CHAINS))
+                 .order_by(heads.c.name).with_for_update())
+    found = {row.name: (int(row.last_id), str(row.last_hash)) for row in connection.execute(query)}
+    missing = [name for name in CHAINS if name not in found]
+    if missing:
+        raise RuntimeError(f"chain head(s) {', '.join(missing)} missing: the record store is not migrated")
+    return found
+
+
+def _prepare(obj: AuditEntry | CustodyEvent) -> None:
+    """Give the row the values its defaults would give it, normalised so they hash the same after a round-trip."""
+    if obj.at is None:
+        obj.at = utcnow()
+    obj.detail = plain_json(obj.detail if obj.detail is not None else {})
+    if isinstance(obj, AuditEntry):
+        obj.actor_roles = plain_json(list(obj.actor_roles or ()))
+        obj.recipients = plain_json(list(obj.recipients or ()))
+        if obj.outcome is None:
+            obj.outcome = "ok"
+
+
+def _chain_new_rows(session: Session, _flush_context: Any, _instances: Any) -> None:
+    pending = [obj for obj in session.new if isinstance(obj, AuditEntry | CustodyEvent)]
+    if not pending:
+        return
+    pending.sort(key=lambda obj: cast(InstanceState[Any], inspect(obj)).insert_order or 0)
+    key = session.info.get("chain_key") or DEVELOPMENT_AUDIT_KEY.encode()
+    connection = session.connection()
+    heads = _lock_heads(connection)
+    moved: set[str] = set()
+    for obj in pending:
+        chain = "audit" if isinstance(obj, AuditEntry) else "custody"
+        _prepare(obj)
+        last_id, last_hash = heads[chain]
+        obj.id = last_id + 1
+        obj.prev_hash = last_hash
+        obj.entry_hash = entry_hash(key, last_hash, {name: getattr(obj, name) for name in _TABLES[chain][1]})
+        heads[chain] = (obj.id, obj.entry_hash)
+        moved.add(chain)
+    table = _HEADS
+    for chain in sorted(moved):
+        last_id, last_hash = heads[chain]
+        connection.execute(update(table).where(table.c.name == chain)
+                           .values(last_id=last_id, last_hash=last_hash, updated_at=utcnow()))
+
+
+event.listen(Session, "before_flush", _chain_new_rows)
+
+
+# --- writing and reading the log --------------------------------------------------------------------------------
+
+
+def record(session: Session, *, actor: str, roles: Sequence[str], action: str, resource: str,
+           resource_id: str | None = None, case_id: str | None = None, person: str | None = None,
+           purpose_case: str | None = None, justification: str | None = None, recipients: Sequence[str] = (),
+           outcome: str = "ok", detail: dict[str, Any] | None = None) -> AuditEntry:
+    """Log one operation: who (`actor`, `roles`) did what (`action`, one of ACTIONS) to which `resource`.
+
+    The entry is added to `session`; it is chained (id, hashes) when the session flushes, and kept only if the
+    session's transaction commits.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}; expected one of {', '.join(ACTIONS)}")
+    entry = AuditEntry(at=utcnow(), actor=actor, actor_roles=list(roles), action=action, resource=resource,
+                       resource_id=resource_id, case_id=case_id, person=person, purpose_case=purpose_case,
+                       justification=justification, recipients=list(recipients), outcome=outcome,
+                       detail=dict(detail or {}))
+    session.add(entry)
+    return entry
+
+
+def query(session: Session, *, actor: str | None = None, case_id: str | None = None, person: str | None = None,
+          since: dt.datetime | None = None, until: dt.datetime | None = None, action: str | None = None,
+          offset: int = 0, limit: int = 100) -> Sequence[AuditEntry]:
+    """Audit entries matching every given filter, oldest first; the period is `since <= at < until`."""
+    statement = select(AuditEntry)
+    if actor is not None:
+        statement = statement.where(AuditEntry.actor == actor)
+    if case_id is not None:
+        statement = statement.where(AuditEntry.case_id == case_id)
+    if person is not None:
+        statement = statement.where(AuditEntry.person == person)
+    if since is not None:
+        statement = statement.where(AuditEntry.at >= since)
+    if until is not None:
+        statement = statement.where(AuditEntry.at < until)
+    if action is not None:
+        statement = statement.where(AuditEntry.action == action)
+    return session.scalars(statement.order_by(AuditEntry.id).offset(max(offset, 0)).limit(max(limit, 0))).all()
+
+
+# --- verification ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VerifyResult:
+    """The outcome of checking one chain: `checked` chained rows were sound up to `first_bad_id` (if any)."""
+
+    chain: str
+    ok: bool
+    checked: int
+    unchained: int  # rows written before the chain began (custody events older than migration 0003)
+    first_bad_id: int | None
+    reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _rows(session: Session, table: Table, fields: tuple[str, ...], after: int, limit: int) -> Sequence[Any]:
+    columns = [table.c[name] for name in fields] + [table.c.prev_hash, table.c.entry_hash]
+    return session.execute(select(*columns).where(table.c.id > after).order_by(table.c.id).limit(limit)).all()
+
+
+def _head(session: Session, chain: str) -> tuple[int, str] | None:
+    heads = _HEADS
+    row = session.execute(select(heads.c.last_id, heads.c.last_hash).where(heads.c.name == chain)).first()
+    return None if row is None else (int(row.last_id), str(row.last_hash))
+
+
+def verify(session: Session, *, chain: str = "audit", key: bytes, batch_size: int = VERIFY_BATCH) -> VerifyResult:
+    """Recompute every hash of `chain` ("audit" or "custody") in id order, and check its head.
+
+    Reads `batch_size` rows at a time, so chains of millions of rows are checked in constant memory. The first
+    fault is reported: a missing id (a deleted row), a row that does not link to the previous one (rows removed,
+    inserted or reordered), a row whose content does not match its hash (edited, or forged without the key), or
+    a head that does not point at the last row (the last rows deleted).
+    """
+    if chain not in _TABLES:
+        raise ValueError(f"unknown chain {chain!r}; expected one of {', '.join(CHAINS)}")
+    table, fields = _TABLES[chain]
+    checked = unchained = 0
+    prev_id, prev_hash = 0, GENESIS_HASH
+    first_chained: int | None = None
+    looked_again = False  # whether the walk went back for rows appended after the head was read
+
+    def fault(first_bad_id: int | None, reason: str) -> VerifyResult:
+        return VerifyResult(chain, False, checked, unchained, first_bad_id, reason)
+
+    while True:
+        rows = _rows(session, table, fields, prev_id, batch_size)
+        for row in rows:
+            row_id = int(row.id)
+            if first_chained is None and row.prev_hash is None and row.entry_hash is None:
+                unchained += 1  # written before the chain existed
+                prev_id = row_id
+                continue
+            if first_chained is None:
+                first_chained = row_id
+            if row_id != prev_id + 1:
+                after = f"entry {prev_id}" if prev_id else "the start of the chain"
+                span = f"entry {prev_id + 1} is missing" if row_id == prev_id + 2 else \
+                    f"entries {prev_id + 1} to {row_id - 1} are missing"
+                return fault(prev_id + 1, f"{span}: entry {row_id} follows {after} (rows were deleted)")
+            if row.prev_hash is None or row.entry_hash is None:
+                return fault(row_id, f"entry {row_id} carries no hash although the chain began at entry "
+                                     f"{first_chained}: it was written outside Locard or its hashes were removed")
+            if row.prev_hash != prev_hash:
+                before = f"entry {prev_id}" if checked else "the start of the chain"
+                return fault(row_id, f"entry {row_id} does not link to {before}: its previous-entry hash differs "
+                                     "(entries were removed, inserted or reordered)")
+            expected = entry_hash(key, row.prev_hash, {name: getattr(row, name) for name in fields})
+            if not hmac.compare_digest(expected, str(row.entry_hash)):
+                return fault(row_id, f"entry {row_id} was altered: its content does not match its hash "
+                                     "(or it was written with another key)")
+            checked += 1
+            prev_id, prev_hash = row_id, str(row.entry_hash)
+        if rows:
+            looked_again = False
+        if len(rows) == batch_size:
+            continue
+        head = _head(session, chain)
+        if head is None:
+            return fault(None, f"the {chain} chain has no head row")
+        if head[0] > prev_id and not looked_again:
+            looked_again = True  # rows may have been appended (and the head moved) while we walked: read on
+            continue
+        break
+    last_id, last_hash = head
+    if last_id != prev_id:
+        end = f"ends at entry {prev_id}" if prev_id else "is empty"
+        if last_id > prev_id:
+            lost = "the last entry was" if last_id == prev_id + 1 else f"the last {last_id - prev_id} entries were"
+            return fault(prev_id + 1, f"the chain {end} but its head records entry {last_id}: {lost} deleted")
+        return fault(last_id + 1, f"the chain {end} but its head records entry {last_id}: "
+                                  "entries were added outside Locard")
+    if last_hash != prev_hash and checked == 0:
+        return fault(prev_id or None, f"no entry up to {prev_id} carries a hash, but the head records a chained "
+                                      f"entry {last_id}: chained entries were deleted or stripped of their hashes")
+    if last_hash != prev_hash:
+        return fault(prev_id or None, f"the head's hash does not match entry {prev_id}: the last entry was replaced")
+    return VerifyResult(chain, True, checked, unchained, None, None)
+
+
+def verify_all(session: Session, *, key: bytes) -> list[VerifyResult]:
+    """`verify` of the audit log and of the chain of custody."""
+    return [verify(session, chain=chain, key=key) for chain in CHAINS]
+

@@ -1,0 +1,196 @@
+"""Access control on every route, stated purposes, the audit trail, and fuzzing of the whole API.
+
+Walks every operation of the OpenAPI document: without credentials each refuses (but health and the token
+endpoint); an investigator of another case gets 404 from every case-scoped one. Then purposes, minimised
+responses, the audit log's queries and its verification after direct tampering, and schemathesis.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from api.main import create_app
+from api.principal import AUDITOR, CASE_SYSTEM, FORENSIC_EXAMINER, INVESTIGATOR
+from storage.objectstore import S3ObjectStore
+from storage.settings import Settings
+from tests.api_helpers import V1, account, log_in, purpose
+from tests.media_samples import bus_jpg_path
+
+PUBLIC = {("GET", f"{V1}/health"), ("POST", f"{V1}/auth/token"), ("POST", f"{V1}/auth/revoke")}
+CASE_SCOPED = re.compile(r"\{(case_id|evidence_id|finding_id|request_id)\}")
+BODIES: dict[str, Any] = {
+    f"{V1}/cases": {"reference": "2026-9999", "title": "x"},
+    f"{V1}/cases/{{case_id}}/evidence/presigned-upload": {"filename": "a.jpg"},
+    f"{V1}/fingerprints/verifications": {"probe_evidence_id": "{evidence_id}", "candidate_evidence_id": "x"},
+    f"{V1}/fingerprints/searches": {"probe_evidence_id": "{evidence_id}"},
+}
+
+
+@pytest.fixture
+def world(settings: Settings, s3_store: S3ObjectStore) -> Iterator[dict[str, Any]]:
+    """A supervisor's client, case A with one evidence item, case B, and users of each role."""
+    with TestClient(create_app(settings, store=s3_store)) as client:
+        log_in(client)
+        case_a = client.post(f"{V1}/cases", json={"reference": "2026-0800", "title": "Robbery, Liège"}).json()
+        case_b = client.post(f"{V1}/cases", json={"reference": "2026-0801", "title": "Fraud, Gent"}).json()
+        upload = client.post(f"{V1}/cases/{case_a['id']}/evidence",
+                             files={"file": ("bus.jpg", bus_jpg_path().read_bytes(), "image/jpeg")})
+        assert upload.status_code == 201, upload.text
+        yield {"client": client, "a": case_a, "b": case_b, "evidence": upload.json()["evidence"]["id"],
+               "outsider": account(client, "ivo", (INVESTIGATOR,), cases=[case_b["id"]]),
+               "insider": account(client, "ann", (INVESTIGATOR,), cases=[case_a["id"]]),
+               "examiner": account(client, "eva", (FORENSIC_EXAMINER,), cases=[case_a["id"]]),
+               "system": account(client, "rms", (CASE_SYSTEM,), cases=[case_a["id"]]),
+               "auditor": account(client, "aud", (AUDITOR,))}
+
+
+def _operations(client: TestClient) -> list[tuple[str, str]]:
+    document = client.get(f"{V1}/openapi.json").json()
+    return [(method.upper(), path) for path, item in document["paths"].items() for method in item
+            if method in ("get", "post", "put", "patch", "delete")]
+
+
+def _call(client: TestClient, method: str, template: str, values: dict[str, str],
+          headers: dict[str, str]) -> int:
+    path = re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), str(uuid.uuid4())), template)
+    body = BODIES.get(template)
+    if body is not None:
+        body = {k: (v.format(**values) if isinstance(v, str) else v) for k, v in body.items()}
+    response = client.request(method, path, json=body, headers={**headers, **purpose("2026-0801")})
+    return response.status_code
+
+
+def test_every_route_refuses_without_credentials_and_hides_other_cases(world: dict[str, Any]) -> None:
+    client: TestClient = world["client"]
+    operations = _operations(client)
+    assert len(operations) >= 30
+    values = {"case_id": world["a"]["id"], "evidence_id": world["evidence"], "username": "ivo", "index": "0"}
+    anonymous = TestClient(client.app)
+    for method, template in operations:
+        status = _call(anonymous, method, template, values, {})
+        if (method, template) in PUBLIC:
+            assert status in (200, 400), (method, template, status)  # health; token endpoints: a bad request
+        else:
+            assert status == 401, (method, template, status)
+    bogus = {"Authorization": "Bearer not-a-token"}
+    assert _call(anonymous, "GET", f"{V1}/cases", values, bogus) == 401
+    scoped = [(method, template) for method, template in operations
+              if (CASE_SCOPED.search(template) and not template.startswith(f"{V1}/admin/"))
+              or "{evidence_id}" in str(BODIES.get(template, ""))]  # routes naming an item in their body
+    assert len(scoped) >= 15
+    for method, template in scoped:
+        assert _call(anonymous, method, template, values, world["outsider"]) == 404, (method, template)
+    # The same routes answer someone assigned to case A (not 404 on the case itself).
+    assert _call(anonymous, "GET", f"{V1}/cases/{{case_id}}", values, world["insider"]) == 200
+    assert _call(anonymous, "GET", f"{V1}/evidence/{{evidence_id}}", values, world["insider"]) == 200
+    listed = anonymous.get(f"{V1}/cases", headers=world["outsider"]).json()
+    assert [case["reference"] for case in listed] == ["2026-0801"]
+    for role in ("auditor",):  # an auditor sees the log, never case data
+        assert anonymous.get(f"{V1}/cases/{world['a']['id']}", headers=world[role]).status_code == 404
+        assert anonymous.get(f"{V1}/cases", headers=world[role]).status_code == 403
+
+
+def test_searches_across_cases_need_a_purpose_that_is_logged(world: dict[str, Any]) -> None:
+    client = TestClient(world["client"].app)
+    ann = world["insider"]
+    refused = client.get(f"{V1}/search", params={"q": "bus"}, headers=ann)
+    assert refused.status_code == 403 and "purpose" in refused.json()["title"].lower()
+    not_hers = client.get(f"{V1}/search", params={"q": "bus"}, headers={**ann, **purpose("2026-0801")})
+    assert not_hers.status_code == 403  # a purpose must name a case she works on
+    short = client.get(f"{V1}/search", params={"q": "bus"}, headers={**ann, **purpose("2026-0800", "because")})
+    assert short.status_code == 403
+    why = "identify the van seen at the robbery"
+    assert client.get(f"{V1}/search", params={"q": "bus"}, headers={**ann, **purpose("2026-0800", why)}).status_code \
+        == 200
+    log = client.get(f"{V1}/audit", params={"user": "ann"}, headers=world["auditor"]).json()
+    searches = [entry for entry in log if entry["resource"] == "GET /api/v1/search"]
+    assert [(e["outcome"], e["purpose_case"], e["justification"]) for e in searches] == [
+        ("denied", None, None), ("denied", None, None), ("denied", None, None), ("ok", "2026-0800", why)]
+    assert searches[-1]["recipients"] == ["ann"] and searches[-1]["action"] == "consultation"
+    assert client.get(f"{V1}/audit", headers=ann).status_code == 403  # only auditors read the log
+    reads = client.get(f"{V1}/audit", params={"case_id": world["a"]["id"]}, headers=world["auditor"]).json()
+    assert {"collection", "consultation"} <= {entry["action"] for entry in reads}
+    assert any(e["resource"] == "POST /api/v1/cases/{case_id}/evidence" for e in reads)
+
+
+def test_responses_hold_the_data_the_role_needs(world: dict[str, Any], settings: Settings) -> None:
+    client = TestClient(world["client"].app)
+    from storage import analysis, jobs
+    from storage.analysis import RunOutcome
+    from storage.db import transaction
+
+    factory = client.app.state.session_factory  # type: ignore[attr-defined]
+    with transaction(factory) as session:
+        jobs.enqueue(session, kind="analysis", dedupe_key="analysis:t:faces", evidence_id=world["evidence"],
+                     analyzer="faces")
+    [job] = [j for j in jobs.claim(factory, kinds=["analysis"], owner="t", lease_seconds=30, limit=10)
+             if j.analyzer == "faces"]
+    face = {"kind": "faces.face", "data": {"embedding": {"model": "dlib", "vector": [0.1] * 128}, "quality": 0.9}}
+    number = {"kind": "entity.national_number", "label": "85073003328", "data": {"value": "85073003328"}}
+    with transaction(factory) as session:
+        analysis.record_outcome(session, job_id=job.id, owner="t", attempt=1, outcome=RunOutcome(
+            analyzer="faces", analyzer_version="1", status="succeeded", findings=[face, number]))
+    url = f"{V1}/evidence/{world['evidence']}/findings"
+    examiner = {f["kind"]: f["data"] for f in client.get(url, headers=world["examiner"]).json()}
+    system = {f["kind"]: f["data"] for f in client.get(url, headers=world["system"]).json()}
+    assert len(examiner["faces.face"]["embedding"]["vector"]) == 128
+    assert system["faces.face"]["embedding"] == "withheld" and system["faces.face"]["quality"] == 0.9
+    persons = client.get(f"{V1}/audit", params={"person": "85073003328"}, headers=world["auditor"]).json()
+    assert {entry["actor"] for entry in persons} == {"eva", "rms"}  # each consultation of that person, by whom
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_audit_chains_verify_and_name_a_tampered_entry(world: dict[str, Any]) -> None:
+    client = TestClient(world["client"].app)
+    auditor = world["auditor"]
+    for _ in range(3):
+        client.get(f"{V1}/cases", headers=world["insider"])
+    results = {r["chain"]: r for r in client.get(f"{V1}/audit/verify", headers=auditor).json()}
+    assert results["audit"]["ok"] and results["custody"]["ok"] and results["audit"]["checked"] >= 5
+    entries = client.get(f"{V1}/audit", params={"user": "ann"}, headers=auditor).json()
+    target = entries[1]["id"]
+    engine = client.app.state.session_factory.kw["bind"]  # type: ignore[attr-defined]
+    with engine.begin() as connection:  # a DBA edits the log behind Locard's back
+        connection.execute(text("DROP TRIGGER audit_log_no_update"))
+        connection.execute(text("UPDATE audit_log SET actor = 'someone-else' WHERE id = :id"), {"id": target})
+    results = {r["chain"]: r for r in client.get(f"{V1}/audit/verify", headers=auditor).json()}
+    assert not results["audit"]["ok"] and results["audit"]["first_bad_id"] == target
+    assert str(target) in results["audit"]["reason"] and results["custody"]["ok"]
+    assert client.get(f"{V1}/audit/verify", headers=world["insider"]).status_code == 403
+
+
+def test_fuzzing_the_api_from_its_schema_finds_no_server_error(world: dict[str, Any]) -> None:
+    """Property-based fuzzing of every operation (schemathesis), bounded, as a supervisor with a purpose."""
+    import hypothesis
+    import schemathesis
+
+    client: TestClient = world["client"]
+    headers = {**dict(client.headers), **purpose("2026-0800")}
+    schema = schemathesis.openapi.from_dict(client.get(f"{V1}/openapi.json").json())
+    failures: list[str] = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @hypothesis.settings(max_examples=6, deadline=None, database=None, derandomize=True,
+                             suppress_health_check=list(hypothesis.HealthCheck))
+        @hypothesis.given(case=operation.as_strategy())
+        def fuzz(case: Any) -> None:
+            kwargs = case.as_transport_kwargs(base_url="")
+            body = kwargs.get("data")
+            response = client.request(kwargs["method"], kwargs["url"], params=kwargs.get("params"),
+                                      headers={**(kwargs.get("headers") or {}), **headers},
+                                      content=body if isinstance(body, str | bytes) else None,
+                                      data=body if isinstance(body, dict) else None, json=kwargs.get("json"),
+                                      files=kwargs.get("files"))
+            if response.status_code >= 500:
+                failures.append(f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:200]}")
+
+        fuzz()
+    assert not failures, "\n".join(failures[:10])
