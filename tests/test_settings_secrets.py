@@ -11,7 +11,7 @@ STRONG = {"token_secret": "Zq8r-2vLk9w_Tx4mPa7sYd3fNc6hJb1e", "audit_key": "u5Gk
 
 
 def _settings(**values: object) -> Settings:
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg, arg-type]
 
 
 @pytest.mark.parametrize("environment", ["test", "production"])
