@@ -18,21 +18,16 @@ Heavy libraries (cv2, rapidocr, py3langid) are imported in `load`/`predict` only
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import shutil
-import subprocess
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from models.base import ModelError
 from models.langid import identify_language
+from models.tesseract import TesseractBinary
 
 __all__ = ["OcrLine", "OcrPage", "OcrWord", "TesseractOcr", "character_error_rate", "identify_language"]
 
@@ -305,61 +300,15 @@ class TesseractOcr:
         self.binary, self.languages, self.timeout_s, self.psm = binary, tuple(languages), timeout_s, psm
         self.osd_min_confidence, self.osd_glyph_height = osd_min_confidence, osd_glyph_height
         self.second_pass_languages = tuple(second_pass_languages)
-        self._path: str | None = None
-        self._version = self._leptonica = ""
-        self._traineddata: dict[str, dict[str, str]] = {}
-        self._lock = threading.Lock()
+        self.tesseract = TesseractBinary(binary=binary, languages=(*self.languages, "osd"), timeout_s=timeout_s)
 
     @property
     def loaded(self) -> bool:
-        return self._path is not None
-
-    def _run(self, *args: str, stdin: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        if self._path is None:
-            raise ModelError("tesseract is not loaded; call load() first")
-        env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
-        try:
-            done = subprocess.run([self._path, *args], input=stdin, capture_output=True, env=env,
-                                  timeout=self.timeout_s, check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise ModelError(f"tesseract took more than {self.timeout_s} s") from exc
-        if check and done.returncode != 0:
-            raise ModelError(f"tesseract failed ({done.returncode}): {done.stderr.decode(errors='replace')}")
-        return done
+        return self.tesseract.loaded
 
     def load(self) -> None:
-        """Check the binary and its language data; record versions and every traineddata's SHA-256."""
-        with self._lock:
-            if self._path is not None:
-                return
-            path = shutil.which(self.binary)
-            if path is None:
-                raise ModelError(f"the Tesseract binary {self.binary!r} is not installed")
-            self._path = path
-            try:
-                version = self._run("--version")
-                listing = self._run("--list-langs")
-                self._traineddata = self._hash_traineddata((listing.stdout + listing.stderr).decode(errors="replace"))
-            except ModelError:
-                self._path = None
-                raise
-            text = (version.stdout + version.stderr).decode(errors="replace")
-            found = re.search(r"tesseract\s+v?(\S+)", text)
-            self._version = found.group(1) if found else "unknown"
-            leptonica = re.search(r"leptonica-(\S+)", text)
-            self._leptonica = leptonica.group(1) if leptonica else "unknown"
-
-    def _hash_traineddata(self, listing: str) -> dict[str, dict[str, str]]:
-        available = {line.strip() for line in listing.splitlines()[1:]}
-        directory = re.search(r'"([^"]+)"', listing)
-        missing = sorted({*self.languages, "osd"} - available)
-        if missing or directory is None:
-            raise ModelError(f"Tesseract lacks language data {missing} (has: {sorted(available)})")
-        hashes = {}
-        for language in sorted({*self.languages, "osd"}):
-            path = Path(directory.group(1)) / f"{language}.traineddata"
-            hashes[language] = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-        return hashes
+        """Check the binary and its language data (the reading languages and `osd`); record their SHA-256."""
+        self.tesseract.load()
 
     def _png(self, gray: np.ndarray) -> bytes:
         import cv2
@@ -381,23 +330,23 @@ class TesseractOcr:
         if scale < 0.95:
             gray = cv2.resize(gray, (round(gray.shape[1] * scale), round(gray.shape[0] * scale)),
                               interpolation=cv2.INTER_AREA)
-        done = self._run("stdin", "stdout", "--psm", "0", "--dpi", "300", stdin=self._png(gray), check=False)
+        done = self.tesseract.run("stdin", "stdout", "--psm", "0", "--dpi", "300", stdin=self._png(gray), check=False)
         found = _parse_osd((done.stdout + done.stderr).decode(errors="replace"))
         return found if found is not None else (0, 0.0)
 
     def recognise(self, gray: np.ndarray, languages: Sequence[str]) -> _Recognition:
         """One recognition pass over a prepared page (boxes in its pixels)."""
-        done = self._run("stdin", "stdout", "--psm", str(self.psm), "--dpi", "300", "-l", "+".join(languages),
+        done = self.tesseract.run("stdin", "stdout", "--psm", str(self.psm), "--dpi", "300", "-l", "+".join(languages),
                          "tsv", stdin=self._png(gray))
         return parse_page_tsv(done.stdout.decode(errors="replace"))
 
     def read_page(self, image: np.ndarray, *, languages: Sequence[str] | None = None) -> OcrPage:
         """Read one page (H x W x 3 RGB or H x W grey, uint8): orientation, recognition, language."""
-        if self._path is None:
+        if not self.tesseract.loaded:
             raise ModelError("tesseract is not loaded; call load() first")
         languages = tuple(languages or self.languages)
-        if unknown := sorted(set(languages) - set(self._traineddata)):
-            raise ValueError(f"languages {unknown} were not loaded (loaded: {sorted(self._traineddata)})")
+        if unknown := sorted(set(languages) - set(self.tesseract.traineddata)):
+            raise ValueError(f"languages {unknown} were not loaded (loaded: {sorted(self.tesseract.traineddata)})")
         prepared, frame = prepare_page(image)
         rotation, orientation_confidence = self.detect_orientation(prepared, frame.glyph_height)
         if orientation_confidence < self.osd_min_confidence:
@@ -436,8 +385,7 @@ class TesseractOcr:
 
     def provenance(self) -> dict[str, Any]:
         """Binary, versions, language data (paths and SHA-256) and the options used."""
-        return {"name": "tesseract", "runtime": "tesseract", "binary": self._path, "version": self._version,
-                "leptonica": self._leptonica, "traineddata": self._traineddata, "licence": "Apache-2.0",
+        return {**self.tesseract.provenance(),
                 "options": {"psm": self.psm, "languages": list(self.languages), "OMP_THREAD_LIMIT": 1,
                             "osd_min_confidence": self.osd_min_confidence, "osd_glyph_height": self.osd_glyph_height,
                             "second_pass_languages": list(self.second_pass_languages),

@@ -15,12 +15,7 @@ torch, rapidocr, cv2) are imported in `load`/`predict` only.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import shutil
-import subprocess
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +24,7 @@ import numpy as np
 
 from models.base import Model, ModelError
 from models.specs import PLATE_DETECTOR, PPOCR_REC
+from models.tesseract import TesseractBinary
 
 DETECTOR_CONFIDENCE = 0.25
 DETECTOR_IOU = 0.5
@@ -220,57 +216,15 @@ class TesseractPlateReader:
     def __init__(self, *, binary: str = "tesseract", language: str = "eng",
                  timeout_s: float = TESSERACT_TIMEOUT_S) -> None:
         self.binary, self.language, self.timeout_s = binary, language, timeout_s
-        self._path: str | None = None
-        self._version = self._leptonica = self._traineddata_sha256 = ""
-        self._traineddata: Path | None = None
-        self._lock = threading.Lock()
+        self.tesseract = TesseractBinary(binary=binary, languages=(language,), timeout_s=timeout_s)
 
     @property
     def loaded(self) -> bool:
-        return self._path is not None
-
-    def _run(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-        if self._path is None:
-            raise ModelError("tesseract is not loaded; call load() first")
-        env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
-        try:
-            return subprocess.run([self._path, *args], input=stdin, capture_output=True, env=env,
-                                  timeout=self.timeout_s, check=True)
-        except subprocess.TimeoutExpired as exc:
-            raise ModelError(f"tesseract took more than {self.timeout_s} s") from exc
-        except subprocess.CalledProcessError as exc:
-            raise ModelError(f"tesseract failed ({exc.returncode}): {exc.stderr.decode(errors='replace')}") from exc
+        return self.tesseract.loaded
 
     def load(self) -> None:
         """Check the binary and its language data; record the version and the traineddata's SHA-256."""
-        with self._lock:
-            if self._path is not None:
-                return
-            path = shutil.which(self.binary)
-            if path is None:
-                raise ModelError(f"the Tesseract binary {self.binary!r} is not installed")
-            self._path = path
-            try:
-                version = self._run("--version")
-                listing = self._run("--list-langs")
-            except ModelError:
-                self._path = None
-                raise
-            text = (version.stdout + version.stderr).decode(errors="replace")
-            found = re.search(r"tesseract\s+v?(\S+)", text)
-            self._version = found.group(1) if found else "unknown"
-            leptonica = re.search(r"leptonica-(\S+)", text)
-            self._leptonica = leptonica.group(1) if leptonica else "unknown"
-            self._traineddata = self._find_traineddata((listing.stdout + listing.stderr).decode(errors="replace"))
-            self._traineddata_sha256 = hashlib.sha256(self._traineddata.read_bytes()).hexdigest()
-
-    def _find_traineddata(self, listing: str) -> Path:
-        languages = {line.strip() for line in listing.splitlines()[1:]}
-        directory = re.search(r'"([^"]+)"', listing)
-        if self.language not in languages or directory is None:
-            self._path = None
-            raise ModelError(f"Tesseract has no {self.language!r} language data (has: {sorted(languages)})")
-        return Path(directory.group(1)) / f"{self.language}.traineddata"
+        self.tesseract.load()
 
     def predict(self, inputs: np.ndarray) -> PlateReading:
         """Read one RGB plate crop."""
@@ -279,14 +233,14 @@ class TesseractPlateReader:
         encoded, png = cv2.imencode(".png", binarise_plate(inputs))
         if not encoded:
             raise ModelError("the plate crop could not be encoded for Tesseract")
-        result = self._run("stdin", "stdout", "--psm", "7", "-l", self.language,
-                           "-c", f"tessedit_char_whitelist={TESSERACT_WHITELIST}", "tsv", stdin=png.tobytes())
+        result = self.tesseract.run("stdin", "stdout", "--psm", "7", "-l", self.language,
+                                    "-c", f"tessedit_char_whitelist={TESSERACT_WHITELIST}", "tsv",
+                                    stdin=png.tobytes())
         return parse_tsv(result.stdout.decode(errors="replace"))
 
     def provenance(self) -> dict[str, Any]:
         """Binary, version, language data (path and SHA-256) and the options used."""
-        return {"name": "tesseract", "runtime": "tesseract", "binary": self._path, "version": self._version,
-                "leptonica": self._leptonica, "language": self.language,
-                "traineddata": str(self._traineddata) if self._traineddata else None,
-                "traineddata_sha256": self._traineddata_sha256, "licence": "Apache-2.0",
+        language = self.tesseract.traineddata.get(self.language, {})
+        return {**self.tesseract.provenance(), "language": self.language,
+                "traineddata": language.get("path"), "traineddata_sha256": language.get("sha256", ""),
                 "options": {"psm": 7, "whitelist": TESSERACT_WHITELIST, "OMP_THREAD_LIMIT": 1}}
