@@ -99,8 +99,10 @@ class AccessMiddleware:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        note = AuditNote(method=request.method, path=path, client=_client(request),
-                         action=ACTIONS_BY_METHOD.get(request.method, "consultation"))
+        action = ACTIONS_BY_METHOD.get(request.method, "consultation")
+        if path.startswith(f"{API_PREFIX}/admin/") and action == "collection":
+            action = "alteration"  # accounts, keys and assignments are changed, not collected
+        note = AuditNote(method=request.method, path=path, client=_client(request), action=action)
         request.state.audit = note
         if path in PUBLIC:
             note.action = "authentication"

@@ -115,6 +115,12 @@ def test_searches_across_cases_need_a_purpose_that_is_logged(world: dict[str, An
         ("denied", None, None), ("denied", None, None), ("denied", None, None), ("ok", "2026-0800", why)]
     assert searches[-1]["recipients"] == ["ann"] and searches[-1]["action"] == "consultation"
     assert client.get(f"{V1}/audit", headers=ann).status_code == 403  # only auditors read the log
+    supervisor = world["client"]
+    assigned = supervisor.put(f"{V1}/admin/cases/{world['a']['id']}/assignments/ivo")
+    assert assigned.status_code == 200, assigned.text
+    changes = client.get(f"{V1}/audit", params={"user": "supervisor", "action": "alteration"},
+                         headers=world["auditor"]).json()
+    assert [e["resource"] for e in changes] == ["PUT /api/v1/admin/cases/{case_id}/assignments/{username}"]
     reads = client.get(f"{V1}/audit", params={"case_id": world["a"]["id"]}, headers=world["auditor"]).json()
     assert {"collection", "consultation"} <= {entry["action"] for entry in reads}
     assert any(e["resource"] == "POST /api/v1/cases/{case_id}/evidence" for e in reads)
