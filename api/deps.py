@@ -125,10 +125,18 @@ def load_case(request: Request, session: SessionDep, principal: CurrentPrincipal
     return case
 
 
-def load_evidence(request: Request, session: SessionDep, principal: CurrentPrincipal,
-                  evidence_id: Annotated[str, Path(max_length=64)]) -> Evidence:
+def visible_evidence(session: Session, principal: Principal, evidence_id: str) -> Evidence | None:
+    """The evidence item, or None when it does not exist or its case is hidden from this principal."""
     evidence = records.get_evidence(session, evidence_id=evidence_id)
     if evidence is None or not case_visible(session, principal, evidence.case_id):
+        return None
+    return evidence
+
+
+def load_evidence(request: Request, session: SessionDep, principal: CurrentPrincipal,
+                  evidence_id: Annotated[str, Path(max_length=64)]) -> Evidence:
+    evidence = visible_evidence(session, principal, evidence_id)
+    if evidence is None:
         raise Problem(404, "Evidence not found", f"There is no evidence item {evidence_id}.")
     note = note_of(request)
     if note is not None:

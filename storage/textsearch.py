@@ -86,7 +86,7 @@ def search(session: Session, *, query: str, case_ids: Sequence[str] | None = Non
         condition = vector.op("@@")(tsquery)
         rank_column = func.ts_rank(vector, tsquery)
     else:  # pragma: no cover - only SQLite and PostgreSQL are supported record stores
-        raise NotImplementedError(dialect)
+        raise ValueError(f"full-text search needs SQLite or PostgreSQL, not {dialect}")
     statement = (select(EvidenceText, Case.reference, rank_column).join(Case, Case.id == EvidenceText.case_id)
                  .where(condition).order_by(rank_column.desc(), EvidenceText.id))
     if case_ids is not None:

@@ -15,13 +15,13 @@ from api.deps import (
     PurposeDep,
     SessionDep,
     SettingsDep,
-    case_visible,
     require_roles,
+    visible_evidence,
 )
 from api.principal import Principal
 from api.problems import Problem
 from api.schemas import FingerprintSearchCreate, FingerprintVerificationCreate, MatchRequestRead
-from storage import matching, records
+from storage import matching
 from storage.schema import Evidence, MatchRequest
 
 router = APIRouter(tags=["fingerprints"])
@@ -29,8 +29,8 @@ ISO_MEDIA_TYPE = "application/octet-stream"
 
 
 def _evidence(session: Session, principal: Principal, evidence_id: str, role: str) -> Evidence:
-    evidence = records.get_evidence(session, evidence_id=evidence_id)
-    if evidence is None or not case_visible(session, principal, evidence.case_id):
+    evidence = visible_evidence(session, principal, evidence_id)
+    if evidence is None:
         raise Problem(404, "Evidence not found", f"The {role} {evidence_id} does not exist.")
     return evidence
 
@@ -83,8 +83,8 @@ def get_request(request: Request, request_id: Annotated[str, Path(max_length=64)
                 principal: Principal = require_roles(*MATCHING_ROLES)) -> MatchRequest:
     """A verification or search request, with its result once it has run (for those who see its probe)."""
     found = matching.get_request(session, request_id=request_id)
-    probe = records.get_evidence(session, evidence_id=found.probe_evidence_id) if found is not None else None
-    if found is None or probe is None or not case_visible(session, principal, probe.case_id):
+    probe = visible_evidence(session, principal, found.probe_evidence_id) if found is not None else None
+    if found is None or probe is None:
         raise Problem(404, "Match request not found", f"There is no match request {request_id}.")
     note = note_of(request)
     if note is not None:
