@@ -1,21 +1,27 @@
-"""The FastAPI application factory: `uvicorn --factory api.main:create_app`."""
+"""The FastAPI application factory: `uvicorn --factory --no-proxy-headers api.main:create_app` (see api.clientaddr)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from api.access import AccessMiddleware
-from api.problems import install_problem_handlers
+from api.limits import BodyRefused, RequestLimitsMiddleware
+from api.problems import install_problem_handlers, problem_response
 from api.routes import admin, audit, auth, cases, evidence, fingerprints, intake, search
+from api.spool import prepare_spool, remove_spool
 from storage.db import make_engine, migrate, session_factory
 from storage.objectstore import ObjectStore, S3ObjectStore
 from storage.settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
+# Bodies that stream to disk under limits of their own; every other body is capped at `Settings.max_json_bytes`.
+STREAMED_BODIES = (("POST", re.compile(rf"^{API_PREFIX}/cases/[^/]+/evidence$")),)
 
 
 def create_app(settings: Settings | None = None, store: ObjectStore | None = None) -> FastAPI:
@@ -26,12 +32,14 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.effective_database_url)
         migrate(engine)
+        app.state.spool = prepare_spool(settings.home)  # a killed process's upload files are removed here
         app.state.settings = settings
         app.state.session_factory = session_factory(engine, chain_key=settings.chain_key)
         app.state.store = store or S3ObjectStore.from_settings(settings)
         app.state.store.ensure_buckets()
         yield
         engine.dispose()
+        remove_spool(app.state.spool)
 
     development = settings.environment == "development"
     app = FastAPI(title="Locard case API", version="0.1.0", lifespan=lifespan,
@@ -40,6 +48,14 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
                   openapi_url="/openapi.json" if development else None, docs_url="/docs" if development else None,
                   redoc_url=None)
     install_problem_handlers(app)
+
+    @app.exception_handler(BodyRefused)
+    async def _body_refused(request: Request, exc: BodyRefused) -> JSONResponse:
+        return problem_response(request, exc.status_code, exc.title, str(exc.detail), headers={"Connection": "close"})
+
+    # Authentication first (AccessMiddleware is outermost, so refusals are logged), then the body limits.
+    app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.max_json_bytes,
+                       read_timeout=settings.body_read_timeout_seconds, streamed=STREAMED_BODIES)
     app.add_middleware(AccessMiddleware)
     v1 = APIRouter(prefix=API_PREFIX)
 

@@ -1,6 +1,8 @@
-"""Streaming multipart upload: the file part goes to a temporary file, hashed as it arrives, never held in memory.
+"""Streaming multipart upload: the file part goes to a spool file, hashed as it arrives, never held in memory.
 
-The size limit is enforced while streaming, so an oversized upload is refused after at most `limit` bytes.
+The limits are enforced while streaming: an oversized file is refused after at most `limit` bytes, text fields
+by their number and total size, part headers by their size. A body that does not end with its closing boundary
+(truncated) is refused, and its spool file removed.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
+from api.limits import BodyRefused
 from api.problems import Problem
+
+MAX_PART_HEADER_BYTES = 16 * 1024
 
 
 @dataclass
@@ -32,9 +37,14 @@ class SpooledUpload:
 class _PartCollector:
     """Multipart parser callbacks that write the `file` part to disk and keep small text fields."""
 
-    def __init__(self, dest: Path, limit: int) -> None:
+    def __init__(self, dest: Path, limit: int, *, max_fields: int, max_field_bytes: int) -> None:
         self.dest = dest
         self.limit = limit
+        self.max_fields = max_fields
+        self.max_field_bytes = max_field_bytes
+        self.fields_seen = 0
+        self.field_bytes = 0
+        self._header_bytes = 0
         self.out = dest.open("wb")
         self.digest = hashlib.sha256()
         self.size = 0
@@ -57,11 +67,19 @@ class _PartCollector:
 
     def part_begin(self) -> None:
         self._headers, self._field, self._value, self._text = {}, b"", b"", bytearray()
+        self._header_bytes = 0
+
+    def _count_header(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > MAX_PART_HEADER_BYTES:
+            raise Problem(400, "Part headers too large", f"A part's headers are over {MAX_PART_HEADER_BYTES} bytes.")
 
     def header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._field += data[start:end]
 
     def header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self._value += data[start:end]
 
     def header_end(self) -> None:
@@ -80,6 +98,11 @@ class _PartCollector:
             self.filename = raw_name.decode("utf-8", "replace") if raw_name is not None else None
             ctype = self._headers.get(b"content-type")
             self.content_type = ctype.decode("latin-1") if ctype else None
+        else:
+            self.fields_seen += 1
+            if self.fields_seen > self.max_fields:
+                raise Problem(413, "Too many form fields",
+                              f"An upload carries at most {self.max_fields} text fields besides 'file'.")
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]
@@ -93,16 +116,19 @@ class _PartCollector:
             self.out.write(chunk)
         else:
             self._text += chunk
-            if len(self._text) > 64 * 1024:
-                raise Problem(400, "Form field too large", f"Field {self._name!r} is over 64 KiB.")
+            self.field_bytes += len(chunk)
+            if self.field_bytes > self.max_field_bytes:
+                raise Problem(413, "Form fields too large",
+                              f"The upload's text fields hold more than {self.max_field_bytes} bytes in all.")
 
     def part_end(self) -> None:
         if not self._is_file and self._name:
             self.fields[self._name] = self._text.decode("utf-8", "replace")
 
 
-async def receive_upload(request: Request, *, limit: int, workdir: Path | None = None) -> SpooledUpload:
-    """Stream a `multipart/form-data` request with one `file` part to disk."""
+async def receive_upload(request: Request, *, limit: int, workdir: Path | None = None, max_fields: int = 16,
+                         max_field_bytes: int = 64 * 1024) -> SpooledUpload:
+    """Stream a `multipart/form-data` request with one `file` part to a spool file in `workdir`."""
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in options:
         raise Problem(415, "Multipart upload expected",
@@ -113,13 +139,16 @@ async def receive_upload(request: Request, *, limit: int, workdir: Path | None =
     handle = tempfile.NamedTemporaryFile(prefix="locard-upload-", dir=workdir, delete=False)  # noqa: SIM115
     handle.close()
     dest = Path(handle.name)
-    collector = _PartCollector(dest, limit)
+    collector = _PartCollector(dest, limit, max_fields=max_fields, max_field_bytes=max_field_bytes)
     parser = MultipartParser(options[b"boundary"], collector.callbacks())  # type: ignore[arg-type]
     try:
         async for chunk in request.stream():
             parser.write(chunk)
         parser.finalize()
-    except Problem:
+        if parser.state != MultipartState.END:
+            raise Problem(400, "Incomplete multipart body",
+                          "The body ended before its closing boundary (it was cut short); nothing was stored.")
+    except (Problem, BodyRefused):
         collector.out.close()
         dest.unlink(missing_ok=True)
         raise

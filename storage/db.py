@@ -9,27 +9,43 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage import audit  # noqa: F401  (installs the chaining of audit and custody rows on every session)
 from storage.settings import DEVELOPMENT_AUDIT_KEY
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Execution option naming how a SQLite transaction begins: "IMMEDIATE" (default; takes the write lock at once) or
+# "DEFERRED" for read-only work that must not hold writers back, e.g.
+# `session.connection(execution_options={SQLITE_BEGIN: "DEFERRED"})` before the session's first query.
+SQLITE_BEGIN = "locard_sqlite_begin"
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout so API and workers can share it."""
+    """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout so API and workers can share it.
+
+    SQLite follows SQLAlchemy's recipe for pysqlite ("Serializable isolation / Savepoints / Transactional DDL"):
+    the driver's own transaction handling is switched off and every transaction starts with `BEGIN IMMEDIATE`,
+    so reads are part of the transaction, a SAVEPOINT never commits on its own, and a transaction that reads and
+    then writes waits for the write lock (busy timeout) instead of failing on a stale snapshot.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # no implicit BEGIN, no implicit COMMIT before DDL
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Connection) -> None:
+            mode = connection.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
+            connection.exec_driver_sql("BEGIN" if mode == "DEFERRED" else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
@@ -58,6 +74,15 @@ def session_factory(engine: Engine, *, chain_key: bytes | None = None) -> sessio
     """
     key = chain_key if chain_key is not None else DEVELOPMENT_AUDIT_KEY.encode()
     return sessionmaker(engine, expire_on_commit=False, info={"chain_key": key})
+
+
+@contextmanager
+def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for read-only work (verification, reports): on SQLite its transaction begins DEFERRED, so a long
+    read never holds writers back; on PostgreSQL it is an ordinary session."""
+    with factory() as session:
+        session.connection(execution_options={SQLITE_BEGIN: "DEFERRED"})
+        yield session
 
 
 @contextmanager

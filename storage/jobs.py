@@ -19,6 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage.schema import Job, utcnow
 
 TERMINAL = ("succeeded", "failed")
+# In a job's payload: how many of its tries ended because the worker was lost or restarting, not by the analyzer.
+# Every try counts in `attempts` (and has its run); these are not charged against `max_attempts`.
+LOSSES_KEY = "worker_losses"
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,11 @@ class ClaimedJob:
     payload: dict[str, Any]
     attempt: int
     max_attempts: int
+
+    @property
+    def attempts_spent(self) -> int:
+        """Attempts charged against `max_attempts`: tries whose worker was lost are not (see `LOSSES_KEY`)."""
+        return self.attempt - int(self.payload.get(LOSSES_KEY, 0))
 
 
 def enqueue(session: Session, *, kind: str, dedupe_key: str, evidence_id: str | None = None,
@@ -88,10 +96,15 @@ def renew(session: Session, *, owner: str, job_ids: Sequence[int], lease_seconds
 
 
 def finish(session: Session, *, job_id: int, owner: str, state: str, error: str | None = None,
-           retry_in: float | None = None) -> bool:
-    """End this owner's attempt: `state` is terminal, or `retry_in` re-queues the job. False if the lease was lost."""
+           retry_in: float | None = None, payload: dict[str, Any] | None = None) -> bool:
+    """End this owner's attempt: `state` is terminal, or `retry_in` re-queues the job. False if the lease was lost.
+
+    `payload`, when given, replaces the job's payload (bookkeeping of retries).
+    """
     values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None, "last_error": error,
                               "updated_at": utcnow()}
+    if payload is not None:
+        values["payload"] = payload
     if retry_in is not None:
         values.update(state="queued", available_at=utcnow() + dt.timedelta(seconds=retry_in))
     else:
@@ -112,7 +125,7 @@ def expired(session: Session, *, now: dt.datetime | None = None) -> list[Job]:
 
 def release_expired(session: Session, job: Job, *, reason: str) -> bool:
     """Re-queue an abandoned job, or fail it once its attempts are spent. Returns True if it was failed."""
-    failed = job.attempts >= job.max_attempts
+    failed = job.attempts - int((job.payload or {}).get(LOSSES_KEY, 0)) >= job.max_attempts
     stmt = update(Job).where(Job.id == job.id, Job.state == "running", Job.lease_owner == job.lease_owner)
     values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None, "last_error": reason,
                               "updated_at": utcnow(), "state": "failed" if failed else "queued"}

@@ -245,3 +245,27 @@ class MatchRequest(Base):
     requested_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class IntakeClaim(Base):
+    """A key in the evidence bucket that one intake owns: an API upload in progress, or a presigned upload grant.
+
+    It is committed before the object can exist, so the sweep and the webhook leave an upload's object to its
+    uploader while the claim is pending, and a presigned grant takes in one object version only.
+    """
+
+    __tablename__ = "intake_claims"
+    __table_args__ = (UniqueConstraint("bucket", "object_key", name="uq_intake_claim"),
+                      Index("ix_intake_claims_state", "state", "expires_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bucket: Mapped[str] = mapped_column(String(100))
+    object_key: Mapped[str] = mapped_column(String(1024))
+    kind: Mapped[str] = mapped_column(String(20))  # "upload" or "presigned"
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id"))
+    actor: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(20), default="pending")  # pending|done|failed
+    version_id: Mapped[str | None] = mapped_column(String(200))  # the version taken in under this claim
+    evidence_id: Mapped[str | None] = mapped_column(ForeignKey("evidence.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()

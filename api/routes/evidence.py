@@ -10,19 +10,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from api.access import note_of
+from api.access import note_of, route_template
 from api.deps import (
     CurrentCase,
     CurrentEvidence,
     CurrentPrincipal,
+    Principal,
     SessionDep,
     SettingsDep,
     StoreDep,
     case_visible,
     findings_for,
+    visible_evidence,
 )
 from api.problems import Problem
 from api.schemas import (
@@ -39,12 +42,14 @@ from api.schemas import (
 from api.uploads import receive_upload
 from storage import intake, records
 from storage.db import transaction
+from storage.media import PRINT_MAX_PPI, PRINT_MIN_PPI
 from storage.objectstore import IntegrityError, ObjectStoreError
+from storage.schema import Case
 
 router = APIRouter(tags=["evidence"])
 KindFilter = Annotated[str | None, Query(max_length=100, description="a finding kind, or a prefix like 'hash.*'")]
 
-MIN_PPI, MAX_PPI = 100.0, 5000.0
+MIN_PPI, MAX_PPI = PRINT_MIN_PPI, PRINT_MAX_PPI  # the fingerprint analyzer's range (storage.media)
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
     "properties": {"file": {"type": "string", "format": "binary"},
@@ -58,27 +63,58 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-dat
 @router.post("/cases/{case_id}/evidence", response_model=UploadResult, status_code=status.HTTP_201_CREATED,
              openapi_extra=UPLOAD_BODY, responses={200: {"model": UploadResult,
                                                           "description": "content already held"}})
-async def upload_evidence(request: Request, response: Response, case: CurrentCase, session: SessionDep,
+async def upload_evidence(request: Request, response: Response, case_id: Annotated[str, Path(max_length=64)],
                           store: StoreDep, settings: SettingsDep, principal: CurrentPrincipal) -> UploadResult:
-    """Upload one evidence file (multipart part `file`); the same content twice answers with the existing item."""
-    upload = await receive_upload(request, limit=settings.max_upload_bytes)
+    """Upload one evidence file (multipart part `file`); the same content twice answers with the existing item.
+
+    No transaction is open while the body streams in or the object is stored: the case is read first, and the
+    evidence is recorded (with this request's audit entry) once the object is stored.
+    """
+    case = await run_in_threadpool(_upload_case, request, principal, case_id)
+    upload = await receive_upload(request, limit=settings.max_upload_bytes, workdir=request.app.state.spool,
+                                  max_fields=settings.max_form_fields, max_field_bytes=settings.max_form_bytes)
     try:
         kind, ppi = _declared(upload.fields)
-    except Problem:
-        upload.path.unlink(missing_ok=True)
-        raise
-    try:
         result = await run_in_threadpool(
-            intake.ingest_file, session, store, case=case, path=upload.path, sha256=upload.sha256,
-            size=upload.size, filename=upload.filename, declared_media_type=upload.content_type,
-            actor=principal.name, max_attempts=settings.job_max_attempts, declared_kind=kind, declared_ppi=ppi)
+            intake.ingest_upload, request.app.state.session_factory, store, case=case, path=upload.path,
+            sha256=upload.sha256, size=upload.size, filename=upload.filename,
+            declared_media_type=upload.content_type, actor=principal.name, max_attempts=settings.job_max_attempts,
+            declared_kind=kind, declared_ppi=ppi, claim_seconds=settings.upload_claim_seconds,
+            record_with=lambda session: _write_note(request, session))
     except ObjectStoreError as exc:
         raise Problem(502, "Object store refused the evidence", str(exc)) from exc
     finally:
         upload.path.unlink(missing_ok=True)
+    _note_written(request)
     if not result.created:
         response.status_code = status.HTTP_200_OK
     return UploadResult(created=result.created, evidence=EvidenceRead.model_validate(result.evidence))
+
+
+def _upload_case(request: Request, principal: Principal, case_id: str) -> Case:
+    """The case an upload goes to, read in a transaction of its own (404 when hidden from the caller)."""
+    with request.app.state.session_factory() as session, session.begin():
+        case = records.get_case(session, case_id=case_id)
+        if case is None or not case_visible(session, principal, case.id):
+            raise Problem(404, "Case not found", f"There is no case {case_id}.")
+    note = note_of(request)
+    if note is not None:
+        note.case_id = case.id
+    return case
+
+
+def _write_note(request: Request, session: Session) -> None:
+    """Add this request's audit entry to `session`, so that it commits with the data it logs."""
+    note = note_of(request)
+    if note is not None and not note.written:
+        note.path = route_template(request)
+        note.write(session, outcome="ok")
+
+
+def _note_written(request: Request) -> None:
+    note = note_of(request)
+    if note is not None:
+        note.written = True
 
 
 def _declared(fields: dict[str, str]) -> tuple[str | None, float | None]:
@@ -100,15 +136,20 @@ def _declared(fields: dict[str, str]) -> tuple[str | None, float | None]:
 
 @router.post("/cases/{case_id}/evidence/presigned-upload", response_model=PresignedUploadRead,
              status_code=status.HTTP_201_CREATED)
-def presign_upload(body: PresignedUploadCreate, case: CurrentCase, store: StoreDep,
+def presign_upload(body: PresignedUploadCreate, case: CurrentCase, session: SessionDep, store: StoreDep,
                    settings: SettingsDep, principal: CurrentPrincipal) -> PresignedUploadRead:
-    """A short-lived URL to PUT one large file straight into the evidence bucket; intake follows by itself."""
+    """A short-lived URL to PUT one large file straight into the evidence bucket; intake follows by itself.
+
+    The grant is single-use: the first object version written under the key becomes evidence; another is
+    refused at intake (listed in the intake failures, noted in the item's custody)."""
     folder = f"{intake.FINGERPRINT_FOLDER}/" if body.evidence_kind == "fingerprint" else ""
     key = f"cases/{case.reference}/uploads/{uuid.uuid4()}/{folder}{intake.safe_filename(body.filename)}"
     expires = dt.timedelta(seconds=settings.presign_expiry_seconds)
+    expires_at = dt.datetime.now(dt.UTC) + expires
+    intake.grant_presigned_upload(session, bucket=store.evidence_bucket, key=key, case=case, actor=principal.name,
+                                  expires_at=expires_at)  # committed before the URL is handed out
     url = store.presigned_put(key, expires)
-    return PresignedUploadRead(url=url, bucket=store.evidence_bucket, key=key,
-                               expires_at=dt.datetime.now(dt.UTC) + expires)
+    return PresignedUploadRead(url=url, bucket=store.evidence_bucket, key=key, expires_at=expires_at)
 
 
 @router.get("/evidence/{evidence_id}", response_model=EvidenceDetail)
@@ -121,19 +162,28 @@ def get_evidence(evidence: CurrentEvidence, session: SessionDep) -> EvidenceDeta
 @router.get("/evidence/{evidence_id}/content", response_class=FileResponse,
             responses={200: {"content": {"application/octet-stream": {}}},
                        409: {"description": "the stored bytes no longer match the recorded SHA-256"}})
-def download_evidence(request: Request, evidence: CurrentEvidence, session: SessionDep, store: StoreDep,
+def download_evidence(request: Request, evidence_id: Annotated[str, Path(max_length=64)], store: StoreDep,
                       principal: CurrentPrincipal) -> FileResponse:
-    """The evidence bytes, released only after their SHA-256 has been checked against the intake record."""
+    """The evidence bytes, released only after their SHA-256 has been checked against the intake record.
+
+    No transaction is open while the object is read: the item is looked up, then the download is recorded (with
+    this request's audit entry) in a transaction of its own.
+    """
+    factory = request.app.state.session_factory
+    with factory() as session, session.begin():
+        evidence = visible_evidence(session, principal, evidence_id)
+    if evidence is None:
+        raise Problem(404, "Evidence not found", f"There is no evidence item {evidence_id}.")
     note = note_of(request)
     if note is not None:
-        note.action = "disclosure"
-    path = _temporary_file("locard-download-")
+        note.action, note.case_id, note.resource_id = "disclosure", evidence.case_id, evidence.id
+    path = _temporary_file("locard-download-", request.app.state.spool)
     try:
         store.download(evidence.bucket, evidence.object_key, evidence.version_id or "", path,
                        expected_sha256=evidence.sha256)
     except IntegrityError as exc:
         path.unlink(missing_ok=True)
-        with transaction(request.app.state.session_factory) as own:
+        with transaction(factory) as own:
             records.add_custody(own, evidence_id=evidence.id, actor=principal.name, action="integrity_failure",
                                 detail={"error": str(exc)})
         raise Problem(409, "Integrity check failed",
@@ -142,8 +192,15 @@ def download_evidence(request: Request, evidence: CurrentEvidence, session: Sess
     except ObjectStoreError as exc:
         path.unlink(missing_ok=True)
         raise Problem(502, "Object store error", str(exc)) from exc
-    records.add_custody(session, evidence_id=evidence.id, actor=principal.name, action="downloaded",
-                        detail={"sha256_verified": evidence.sha256})
+    try:
+        with transaction(factory) as session:
+            records.add_custody(session, evidence_id=evidence.id, actor=principal.name, action="downloaded",
+                                detail={"sha256_verified": evidence.sha256})
+            _write_note(request, session)
+    except Exception:
+        path.unlink(missing_ok=True)
+        raise
+    _note_written(request)
     name = evidence.original_filename or f"{evidence.id}.bin"
     return FileResponse(path, media_type=evidence.media_type, filename=intake.safe_filename(name),
                         headers={"X-Locard-SHA256": evidence.sha256},
@@ -189,7 +246,7 @@ def finding_artifact(request: Request, finding_id: Annotated[str, Path(max_lengt
     if note is not None:
         note.case_id, note.resource_id = finding.case_id, finding.id
     artifact = artifacts[index]
-    path = _temporary_file("locard-artifact-")
+    path = _temporary_file("locard-artifact-", request.app.state.spool)
     try:
         store.download(artifact["bucket"], artifact["key"], artifact.get("version_id") or "", path,
                        expected_sha256=artifact.get("sha256"))
@@ -205,7 +262,7 @@ def finding_artifact(request: Request, finding_id: Annotated[str, Path(max_lengt
                         background=BackgroundTask(path.unlink, missing_ok=True))
 
 
-def _temporary_file(prefix: str) -> FilePath:
-    handle = tempfile.NamedTemporaryFile(prefix=prefix, delete=False)  # noqa: SIM115
+def _temporary_file(prefix: str, folder: FilePath | None = None) -> FilePath:
+    handle = tempfile.NamedTemporaryFile(prefix=prefix, dir=folder, delete=False)  # noqa: SIM115
     handle.close()
     return FilePath(handle.name)
