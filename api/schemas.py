@@ -216,3 +216,4 @@ class ChainVerification(BaseModel):
     unchained: int
     first_bad_id: int | None
     reason: str | None
+    checkpoint: str | None = None  # the newest signed checkpoint the chain was checked against

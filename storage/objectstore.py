@@ -207,6 +207,48 @@ class S3ObjectStore:
         except S3Error as exc:
             raise ObjectStoreError(f"cannot list {bucket}: {exc.code}: {exc.message}") from exc
 
+    # -- write-once records outside the evidence bucket (signed audit checkpoints) ------------------------
+    def ensure_locked_bucket(self, bucket: str) -> None:
+        """Create `bucket` (versioned, object lock) with the evidence bucket's default retention."""
+        try:
+            if not self.client.bucket_exists(bucket):
+                self.client.make_bucket(bucket, object_lock=True)
+            self.client.set_object_lock_config(bucket, ObjectLockConfig(self.retention_mode, self.retention_days,
+                                                                        DAYS))
+        except S3Error as exc:
+            raise ObjectStoreError(f"cannot prepare bucket {bucket}: {exc.code}: {exc.message}") from exc
+
+    def bucket_exists(self, bucket: str) -> bool:
+        try:
+            return bool(self.client.bucket_exists(bucket))
+        except S3Error as exc:
+            raise ObjectStoreError(f"cannot look up bucket {bucket}: {exc.code}: {exc.message}") from exc
+
+    def put_locked(self, bucket: str, key: str, data: bytes, *, content_type: str) -> StoredObject:
+        """Store `data` write-once under retention in a locked bucket; the server checks its SHA-256."""
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            result = self.client.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type,
+                                            metadata={"x-amz-checksum-sha256": sha256_b64(digest)},
+                                            retention=self._retention())
+        except S3Error as exc:
+            raise ObjectStoreError(f"write to {bucket}/{key} refused: {exc.code}: {exc.message}") from exc
+        return StoredObject(bucket, key, result.version_id or "", len(data))
+
+    def read_bytes(self, bucket: str, key: str, version_id: str, *, max_bytes: int) -> bytes:
+        """One small object version's bytes; refused when it is larger than `max_bytes`."""
+        out = io.BytesIO()
+        try:
+            response = self.client.get_object(bucket, key, version_id=version_id or None)
+        except S3Error as exc:
+            raise ObjectStoreError(f"cannot read {bucket}/{key}: {exc.code}: {exc.message}") from exc
+        try:
+            copy_hashing(response, out, max_bytes=max_bytes)  # type: ignore[arg-type]
+        finally:
+            response.close()
+            response.release_conn()
+        return out.getvalue()
+
     def presigned_put(self, key: str, expires: dt.timedelta) -> str:
         return self.client.presigned_put_object(self.evidence_bucket, key, expires=expires)
 

@@ -112,7 +112,7 @@ def test_entries_are_chained_with_the_documented_hmac(chained: sessionmaker[Sess
     assert (head.last_id, head.last_hash) == (2, rows[1].entry_hash)
     result = _verify(chained)
     assert result.to_dict() == {"chain": "audit", "ok": True, "checked": 2, "unchained": 0, "first_bad_id": None,
-                                "reason": None}
+                                "reason": None, "checkpoint": None}
 
 
 def test_hashed_fields_cover_every_column() -> None:
@@ -366,7 +366,8 @@ def test_custody_recorded_before_the_chain_stays_unchained(database_url: str) ->
             command.upgrade(config, "head")
         chained = session_factory(engine, chain_key=KEY)
         assert _verify(chained, chain="custody").to_dict() == {
-            "chain": "custody", "ok": True, "checked": 0, "unchained": 3, "first_bad_id": None, "reason": None}
+            "chain": "custody", "ok": True, "checked": 0, "unchained": 3, "first_bad_id": None, "reason": None,
+            "checkpoint": None}
         for n in range(2):
             with transaction(chained) as session:
                 records.add_custody(session, evidence_id="e1", actor="examiner-1", action="downloaded",
@@ -493,8 +494,11 @@ def test_verifying_while_entries_are_appended(chained: sessionmaker[Session]) ->
 
     thread = threading.Thread(target=writer)
     thread.start()
-    try:
+    try:  # at least 20 verifications, and on until one sees the writer's entries (bounded, not timed)
         results = [_verify(chained, batch_size=4) for _ in range(20)]
+        deadline = time.monotonic() + 60
+        while results[-1].checked <= 5 and time.monotonic() < deadline:
+            results.append(_verify(chained, batch_size=4))
     finally:
         stop.set()
         thread.join(timeout=60)

@@ -1,7 +1,8 @@
 """The audit log, for auditors only: query it, and verify that neither it nor the chain of custody was altered.
 
 Nothing in Locard changes or removes an audit entry: there is no route for it, and the database refuses
-UPDATE and DELETE on the table. Verification recomputes the HMAC chain and names the first bad entry.
+UPDATE and DELETE on the table. Verification recomputes the HMAC chain against the newest signed checkpoint kept
+outside the database (`storage.checkpoints`) and names the first bad entry.
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
-from api.deps import SessionDep, SettingsDep, require_roles
+from api.deps import SessionDep, SettingsDep, StoreDep, require_roles
 from api.principal import AUDITOR, Principal
 from api.problems import Problem
 from api.schemas import AuditEntryRead, ChainVerification
-from storage import audit
+from storage import audit, checkpoints
+from storage.db import reading
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 Text = Annotated[str | None, Query(max_length=200)]
@@ -35,11 +37,16 @@ def query_audit(session: SessionDep, principal: Principal = require_roles(AUDITO
 
 
 @router.get("/verify", response_model=list[ChainVerification])
-def verify_chains(session: SessionDep, settings: SettingsDep,
+def verify_chains(request: Request, settings: SettingsDep, store: StoreDep,
                   principal: Principal = require_roles(AUDITOR)) -> list[ChainVerification]:
-    """Recompute the audit log's and the chain of custody's HMAC chains; each names its first bad entry."""
-    return [ChainVerification.model_validate(result.to_dict())
-            for result in audit.verify_all(session, key=settings.chain_key)]
+    """Recompute the audit log's and the chain of custody's HMAC chains, each against its newest signed
+    checkpoint (the checkpoint bucket, when the object store locks objects, and the operator's file); each names
+    its first bad entry and the checkpoint it was checked against."""
+    sinks = checkpoints.sinks_for(settings, store)
+    # A read of its own: on SQLite the request's session holds the write lock, and a long walk must not.
+    with reading(request.app.state.session_factory) as session:
+        results = checkpoints.verify(session, chain_key=settings.chain_key, sinks=sinks)
+    return [ChainVerification.model_validate(result.to_dict()) for result in results]
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
