@@ -3,6 +3,10 @@
 Each credential has one source and a fixed set of algorithms: Locard's own tokens are HS256 under
 `settings.token_key` only; OpenID Connect tokens are RS*/PS*/ES* under the provider's published keys only
 (an HS256 token "signed" with a provider's public key, or `alg: none`, is refused).
+
+Locard's access tokens carry their account's revocation epoch (`tep`) and are refused once it has moved on
+(`storage.accounts.bump_token_epoch`). A principal holding administrator together with a case-data role is
+refused, whatever its source (separation of duties, `storage.accounts.check_roles`).
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import json
 import secrets
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jwt
 from fastapi import Request
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.principal import ROLES, Principal
@@ -31,7 +37,8 @@ OIDC_ALGORITHMS = {"RSA": ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 OIDC_LEEWAY_SECONDS = 30  # clock skew between Locard and the provider
 MAX_TOKEN_LENGTH = 16_384
 
-__all__ = ["AUDIENCE", "ISSUER", "AuthenticationFailed", "authenticate", "hash_token", "issue_access_token"]
+__all__ = ["AUDIENCE", "ISSUER", "AuthenticationFailed", "Credential", "authenticate", "credential_of", "hash_token",
+           "issue_access_token", "still_valid"]
 
 
 class AuthenticationFailed(Exception):
@@ -42,17 +49,31 @@ class AuthenticationFailed(Exception):
         self.reason = reason
 
 
-def issue_access_token(*, user_name: str, roles: Sequence[str], user_id: str | None,
-                       settings: Settings) -> tuple[str, int]:
+@dataclass(frozen=True)
+class Credential:
+    """The credential a request authenticates with: an API key or a bearer token."""
+
+    kind: str  # "api_key" | "bearer"
+    value: str
+
+    @property
+    def cache_key(self) -> str:
+        """A digest naming this credential (for caches; the secret itself is not kept)."""
+        return hash_token(f"{self.kind}:{self.value}")
+
+
+def issue_access_token(*, user_name: str, roles: Sequence[str], user_id: str | None, settings: Settings,
+                       epoch: int = 0) -> tuple[str, int]:
     """A Locard access token (HS256) and its lifetime in seconds.
 
     Claims: iss "locard", aud "locard-api", sub (user name), roles (informative: requests take the roles
-    from the account), uid (the account id), iat, nbf, exp, jti.
+    from the account), uid (the account id), tep (the account's revocation epoch), iat, nbf, exp, jti.
     """
     lifetime = settings.access_token_minutes * 60
     now = dt.datetime.now(dt.UTC)
     claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": user_name, "roles": sorted(roles), "uid": user_id,
-              "iat": now, "nbf": now, "exp": now + dt.timedelta(seconds=lifetime), "jti": secrets.token_hex(16)}
+              "tep": epoch, "iat": now, "nbf": now, "exp": now + dt.timedelta(seconds=lifetime),
+              "jti": secrets.token_hex(16)}
     return jwt.encode(claims, settings.token_key, algorithm="HS256"), lifetime
 
 
@@ -76,20 +97,58 @@ def _bearer_of(request: Request) -> str | None:
     return value.strip()
 
 
+def credential_of(request: Request) -> Credential | None:
+    """The credential `authenticate` uses: an API key (`X-API-Key`, else `Authorization: ApiKey`) before a
+    bearer token. None when there is none; `AuthenticationFailed` for an unsupported or empty one."""
+    key = _api_key_of(request)
+    if key is not None:
+        return Credential("api_key", key)
+    token = _bearer_of(request)
+    return Credential("bearer", token) if token is not None else None
+
+
 def authenticate(request: Request, session: Session, settings: Settings) -> Principal | None:
     """The caller, from an API key (`X-API-Key` or `Authorization: ApiKey`) or a bearer token.
 
     None when the request carries no credentials; `AuthenticationFailed` when it carries invalid ones.
     """
-    key = _api_key_of(request)
-    if key is not None:
-        user = accounts.resolve_api_key(session, key=key)
-        if user is None:
-            raise AuthenticationFailed("the API key is unknown, revoked or expired")
-        return Principal(name=user.username, roles=frozenset(user.roles), kind="api_key", user_id=user.id)
-    token = _bearer_of(request)
-    if token is None:
+    credential = credential_of(request)
+    if credential is None:
         return None
+    return _separated(_principal_of(credential, session, settings))
+
+
+def _separated(principal: Principal) -> Principal:
+    """The principal, unless it holds administrator together with case-data roles (legacy data, or a provider)."""
+    conflicting = accounts.role_conflict(principal.roles)
+    if conflicting:
+        raise AuthenticationFailed(f"the account holds administrator together with {', '.join(conflicting)}; "
+                                   "an administrator holds no case-data role (change its roles with "
+                                   "`locard users roles`)")
+    return principal
+
+
+def still_valid(session: Session, principal: Principal) -> bool:
+    """Whether a principal checked earlier still stands: its account active, its revocation epoch unchanged.
+
+    A cheap look-up by primary key, for cached principals; True for a principal without a local account.
+    """
+    if principal.user_id is None:
+        return True
+    row = session.execute(select(accounts.User.token_epoch, accounts.User.active)
+                          .where(accounts.User.id == principal.user_id)).one_or_none()
+    return row is not None and bool(row.active) and row.token_epoch == principal.epoch
+
+
+def _principal_of(credential: Credential, session: Session, settings: Settings) -> Principal:
+    if credential.kind == "api_key":
+        found = accounts.api_key_owner(session, key=credential.value)
+        if found is None:
+            raise AuthenticationFailed("the API key is unknown, revoked or expired")
+        user, key = found
+        return Principal(name=user.username, roles=frozenset(user.roles), kind="api_key", user_id=user.id,
+                         epoch=user.token_epoch, expires_at=key.expires_at)
+    token = credential.value
     if len(token) > MAX_TOKEN_LENGTH:
         raise AuthenticationFailed("the bearer token is too long")
     try:
@@ -119,7 +178,12 @@ def _locard_principal(token: str, session: Session, settings: Settings) -> Princ
         raise AuthenticationFailed("the access token's account does not exist")
     if not user.active:
         raise AuthenticationFailed("the account is deactivated")
-    return Principal(name=user.username, roles=frozenset(user.roles), kind="user", user_id=user.id)
+    epoch = claims.get("tep")
+    if isinstance(epoch, bool) or epoch != user.token_epoch:
+        raise AuthenticationFailed("the access token was revoked (a logout, a password or role change, or a "
+                                   "replayed refresh token); obtain a new one")
+    return Principal(name=user.username, roles=frozenset(user.roles), kind="user", user_id=user.id,
+                     epoch=user.token_epoch, expires_at=dt.datetime.fromtimestamp(claims["exp"], dt.UTC))
 
 
 # --- OpenID Connect -----------------------------------------------------------------------------------------------
@@ -209,4 +273,7 @@ def _oidc_principal(token: str, session: Session, settings: Settings) -> Princip
     local = accounts.get_user_by_name(session, username=name)
     if local is not None and not local.active:
         raise AuthenticationFailed("the account is deactivated")
-    return Principal(name=name, roles=roles, kind="oidc", user_id=local.id if local is not None else None)
+    expires = claims["exp"] if isinstance(claims["exp"], int | float) else None
+    return Principal(name=name, roles=roles, kind="oidc", user_id=local.id if local is not None else None,
+                     epoch=local.token_epoch if local is not None else None,
+                     expires_at=dt.datetime.fromtimestamp(expires, dt.UTC) if expires is not None else None)

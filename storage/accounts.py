@@ -1,7 +1,12 @@
-"""Accounts: users, API keys, refresh tokens, failed logins and case assignments (keyword-only data access).
+"""Accounts: users, API keys, refresh tokens, password logins and case assignments (keyword-only data access).
 
 Secrets are never stored: passwords as argon2id hashes, API keys and refresh tokens (256-bit random) as SHA-256.
 User names are kept lower-case, so uniqueness and assignments ignore case.
+
+Separation of duties: an administrator manages accounts and holds no role that works with case data
+(`check_roles` refuses the combination everywhere). Each user has a revocation epoch (`token_epoch`): access
+tokens carry the epoch they were issued in and are refused once it moves on, which it does on logout, on a
+replayed refresh token, and when the password, the roles, the account's state or one of its API keys changes.
 
 Functions that refuse a login (`verify_password`, `rotate_refresh_token`) may have written before they raise
 `LoginRefused` (a failed attempt recorded, a replayed token family revoked): the caller must commit its
@@ -13,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import math
 import re
 import secrets
 from collections.abc import Sequence
@@ -21,10 +25,11 @@ from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, UniqueConstraint, delete, func, select, update
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint, delete, func, select, update
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import InstrumentedAttribute, Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from storage import logins
 from storage.schema import Base, Case, new_id, utcnow
 from storage.settings import Settings
 
@@ -35,6 +40,7 @@ AUDITOR = "auditor"
 CASE_SYSTEM = "case_system"
 ADMINISTRATOR = "administrator"
 ROLES = (INVESTIGATOR, FORENSIC_EXAMINER, SUPERVISOR, AUDITOR, CASE_SYSTEM, ADMINISTRATOR)
+CASE_DATA_ROLES = (INVESTIGATOR, FORENSIC_EXAMINER, SUPERVISOR, CASE_SYSTEM)  # never held with ADMINISTRATOR
 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 1024  # argon2 hashes anything, but nobody needs more and it bounds the work per attempt
@@ -61,6 +67,7 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200))
+    token_epoch: Mapped[int] = mapped_column(Integer, default=0)  # access tokens of an earlier epoch are refused
 
 
 class ApiKey(Base):
@@ -94,19 +101,6 @@ class RefreshToken(Base):
     replaced_by: Mapped[str | None] = mapped_column(String(36))
 
 
-class LoginFailure(Base):
-    """One failed login, by user name and by client address, for throttling."""
-
-    __tablename__ = "login_failures"
-    __table_args__ = (Index("ix_login_failures_username_at", "username", "at"),
-                      Index("ix_login_failures_client_at", "client", "at"))
-
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    username: Mapped[str] = mapped_column(String(100))  # lower-case
-    client: Mapped[str] = mapped_column(String(100))
-    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
-
-
 class CaseAssignment(Base):
     """A user assigned to a case, by name (so an OpenID Connect user is assigned like a local one)."""
 
@@ -133,6 +127,10 @@ class WeakPassword(AccountError):
 
 class UnknownRole(AccountError):
     """A role Locard does not know."""
+
+
+class RoleConflict(AccountError):
+    """Roles that one account may not hold together (administrator with a role that works with case data)."""
 
 
 class InvalidUsername(AccountError):
@@ -182,7 +180,16 @@ def check_roles(roles: Sequence[str]) -> list[str]:
         raise UnknownRole(f"unknown roles {', '.join(unknown)}; known roles are {', '.join(ROLES)}")
     if not roles:
         raise UnknownRole("a user needs at least one role")
+    conflicting = role_conflict(roles)
+    if conflicting:
+        raise RoleConflict(f"an administrator holds no role that works with case data ({', '.join(conflicting)}); "
+                           "give those roles to a separate account")
     return sorted(set(roles))
+
+
+def role_conflict(roles: Sequence[str] | frozenset[str]) -> list[str]:
+    """The case-data roles held together with administrator (empty when the roles are acceptable together)."""
+    return sorted(set(roles) & set(CASE_DATA_ROLES)) if ADMINISTRATOR in roles else []
 
 
 def check_password_policy(password: str, *, username: str = "") -> None:
@@ -244,88 +251,76 @@ def list_users(session: Session, *, offset: int = 0, limit: int = 100) -> Sequen
     return session.scalars(select(User).order_by(User.username).offset(offset).limit(limit)).all()
 
 
+def bump_token_epoch(session: Session, *, user: User) -> int:
+    """Move the user's revocation epoch on (atomically): every access token issued so far is refused, and cached
+    principals of the user are checked again. The new epoch."""
+    session.flush()
+    session.execute(update(User).where(User.id == user.id).values(token_epoch=User.token_epoch + 1)
+                    .execution_options(synchronize_session=False))
+    session.refresh(user, attribute_names=["token_epoch"])
+    return user.token_epoch
+
+
+def end_sessions(session: Session, *, user: User) -> None:
+    """Refuse the user's access tokens and revoke their refresh tokens."""
+    revoke_refresh_tokens(session, user=user)
+    bump_token_epoch(session, user=user)
+
+
 def set_password(session: Session, *, user: User, password: str | None) -> None:
-    """Replace the password (None removes it) and end every session of the user (their refresh tokens)."""
+    """Replace the password (None removes it) and end every session of the user (access and refresh tokens)."""
     if password is not None:
         check_password_policy(password, username=user.username)
     user.password_hash = _hasher.hash(password) if password is not None else None
-    revoke_refresh_tokens(session, user=user)
-    session.flush()
+    end_sessions(session, user=user)
 
 
 def set_roles(session: Session, *, user: User, roles: Sequence[str]) -> None:
-    """Replace the user's roles; Locard's access tokens read roles from here, so it takes effect at once."""
-    user.roles = check_roles(roles)
+    """Replace the user's roles; a change refuses the access tokens issued before it."""
+    new_roles = check_roles(roles)
+    if new_roles != sorted(user.roles):
+        user.roles = new_roles
+        bump_token_epoch(session, user=user)
     session.flush()
 
 
 def deactivate_user(session: Session, *, user: User) -> None:
     """Deactivate the account: its tokens and API keys are refused from now on, its refresh tokens revoked."""
     user.active = False
-    revoke_refresh_tokens(session, user=user)
-    session.flush()
+    end_sessions(session, user=user)
 
 
 # --- password logins and throttling -------------------------------------------------------------------------------
 
 
-def _throttle_wait(session: Session, *, column: InstrumentedAttribute[str], value: str, settings: Settings,
-                   now: dt.datetime) -> int | None:
-    """Seconds until `value` (a user name or a client) may try again, or None when it is not throttled."""
-    since = now - dt.timedelta(seconds=settings.login_window_seconds)
-    times = session.scalars(select(LoginFailure.at).where(column == value, LoginFailure.at > since)
-                            .order_by(LoginFailure.at)).all()
-    if len(times) < settings.login_max_failures:
-        return None
-    # Allowed again once enough failures have aged out of the window to leave fewer than the maximum.
-    release = times[len(times) - settings.login_max_failures] + dt.timedelta(seconds=settings.login_window_seconds)
-    return max(1, math.ceil((release - now).total_seconds()))
-
-
-def login_retry_after(session: Session, *, username: str, client: str, settings: Settings) -> int | None:
-    """Seconds until logins for this user name and from this client are accepted again (None: not throttled).
-
-    Throttled: `login_max_failures` or more failures for the user name, or from the client, within the last
-    `login_window_seconds`.
-    """
-    now = utcnow()
-    waits = [_throttle_wait(session, column=LoginFailure.username, value=username.strip().lower(),
-                            settings=settings, now=now),
-             _throttle_wait(session, column=LoginFailure.client, value=client[:100], settings=settings, now=now)]
-    found = [w for w in waits if w is not None]
-    return max(found) if found else None
-
-
-def record_login_failure(session: Session, *, username: str, client: str, settings: Settings) -> None:
-    """Count a failed login (and forget failures older than the window)."""
-    now = utcnow()
-    session.execute(delete(LoginFailure).where(
-        LoginFailure.at < now - dt.timedelta(seconds=settings.login_window_seconds)))
-    session.add(LoginFailure(username=username.strip().lower()[:100], client=client[:100], at=now))
-    session.flush()
-
-
 def verify_password(session: Session, *, username: str, password: str, client: str, settings: Settings) -> User:
     """The user whose name and password these are, or `LoginRefused`.
 
-    Refused while throttled (even with the right password), for an unknown user, a wrong password, an account
-    without a password, or an inactive account. Failures are recorded (commit even when this raises); a success
-    clears the user name's failures. Unknown users cost a hash verification too, so timing does not tell them.
+    Throttled per account name and per client address (`storage.logins` states the policy): while either
+    waits, the attempt is refused (`retry_after` set) without checking the password, even the right one.
+    Refused too for an unknown user, a wrong password, an account without a password, or an inactive account;
+    those failures are counted (commit even when this raises). A success clears the account's count. Unknown
+    users cost a hash verification too, so timing does not tell them.
     """
     name = username.strip().lower()[:100]
-    wait = login_retry_after(session, username=name, client=client, settings=settings)
+    rows = logins.lock_keys(session, keys=logins.throttle_keys(username=name, client=client))
+    now = logins.utcnow()
+    wait = logins.wait_seconds(rows, now=now)
     if wait is not None:
         raise LoginRefused(f"too many failed logins; try again in {wait} seconds", retry_after=wait)
     user = get_user_by_name(session, username=name) if len(password) <= MAX_PASSWORD_LENGTH else None
-    if user is None or not _verify_hash(user.password_hash, password[:MAX_PASSWORD_LENGTH]):
-        record_login_failure(session, username=name, client=client, settings=settings)
+    verified = _verify_hash(user.password_hash if user is not None else None, password[:MAX_PASSWORD_LENGTH])
+    if user is None or not verified:
+        logins.record_failure(session, rows=rows, now=now, settings=settings)
         raise LoginRefused("invalid user name or password")
     if not user.active:
         raise LoginRefused("the account is deactivated")
     assert user.password_hash is not None  # _verify_hash is false without one
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
-    session.execute(delete(LoginFailure).where(LoginFailure.username == name))
+    for row in rows:
+        if row.key.startswith("user:"):
+            logins.clear(session, row=row)
     session.flush()
     return user
 
@@ -362,6 +357,12 @@ def _split_api_key(key: str) -> tuple[str, str] | None:
 
 def resolve_api_key(session: Session, *, key: str) -> User | None:
     """The (active) account an API key acts as, or None for an unknown, revoked or expired key."""
+    found = api_key_owner(session, key=key)
+    return found[0] if found is not None else None
+
+
+def api_key_owner(session: Session, *, key: str) -> tuple[User, ApiKey] | None:
+    """The (active) account an API key acts as and the key's record, or None (unknown, revoked or expired)."""
     parts = _split_api_key(key.strip())
     if parts is None:
         return None
@@ -377,7 +378,7 @@ def resolve_api_key(session: Session, *, key: str) -> User | None:
         return None
     record.last_used_at = now
     session.flush()
-    return user
+    return user, record
 
 
 def get_api_key(session: Session, *, key_id: str) -> ApiKey | None:
@@ -390,9 +391,13 @@ def list_api_keys(session: Session, *, user: User) -> Sequence[ApiKey]:
 
 
 def revoke_api_key(session: Session, *, key: ApiKey) -> None:
-    """Revoke the key (idempotent: the first revocation time is kept)."""
+    """Revoke the key (idempotent: the first revocation time is kept); its owner's epoch moves on, so that a
+    principal cached for the key is checked again at once."""
     if key.revoked_at is None:
         key.revoked_at = utcnow()
+        owner = session.get(User, key.user_id)
+        if owner is not None:
+            bump_token_epoch(session, user=owner)
         session.flush()
 
 
@@ -423,8 +428,8 @@ def _find_refresh_token(session: Session, token: str) -> RefreshToken | None:
 def rotate_refresh_token(session: Session, *, token: str, settings: Settings) -> tuple[User, str]:
     """Use a refresh token once: the user and a new refresh token, or `LoginRefused`.
 
-    A token presented after it was used is taken as stolen: every refresh token of its user is revoked
-    (commit even when this raises).
+    A token presented after it was used is taken as stolen: every refresh token and access token of its user is
+    revoked (commit even when this raises).
     """
     record = _find_refresh_token(session, token)
     if record is None:
@@ -436,7 +441,7 @@ def rotate_refresh_token(session: Session, *, token: str, settings: Settings) ->
         raise LoginRefused("invalid refresh token")
     now = utcnow()
     if record.used_at is not None:
-        revoke_refresh_tokens(session, user=user)
+        end_sessions(session, user=user)
         raise LoginRefused("the refresh token was used before; every session of this user has been revoked")
     if record.expires_at <= now:
         raise LoginRefused("the refresh token has expired")
@@ -447,7 +452,7 @@ def rotate_refresh_token(session: Session, *, token: str, settings: Settings) ->
                                                          RefreshToken.revoked_at.is_(None)).values(used_at=now)
                               .execution_options(synchronize_session=False))
     if not isinstance(claimed, CursorResult) or claimed.rowcount != 1:
-        revoke_refresh_tokens(session, user=user)
+        end_sessions(session, user=user)
         raise LoginRefused("the refresh token was used before; every session of this user has been revoked")
     session.refresh(record)
     new_token = issue_refresh_token(session, user=user, settings=settings)
@@ -457,13 +462,17 @@ def rotate_refresh_token(session: Session, *, token: str, settings: Settings) ->
 
 
 def revoke_refresh_token(session: Session, *, token: str) -> bool:
-    """Revoke one refresh token (a logout); whether it was a known token."""
+    """Log out: revoke one refresh token and refuse its user's access tokens (all of them: the epoch is per
+    user; other sessions get a new access token with their refresh token). Whether it was a known token."""
     record = _find_refresh_token(session, token)
     if record is None:
         return False
     if record.revoked_at is None:
         record.revoked_at = utcnow()
-        session.flush()
+    user = session.get(User, record.user_id)
+    if user is not None:
+        bump_token_epoch(session, user=user)
+    session.flush()
     return True
 
 

@@ -11,7 +11,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
+from api.access import note_of, route_template
+from api.clientaddr import client_address
 from api.deps import SessionDep, SettingsDep
 from api.schemas_accounts import TokenError, TokenResponse
 from api.security import issue_access_token
@@ -28,10 +31,19 @@ def _error(status: int, error: str, description: str, headers: dict[str, str] | 
                         headers={**NO_STORE, **(headers or {})})
 
 
-def _refused(exc: accounts.LoginRefused) -> JSONResponse:
+def _refused(request: Request, session: Session, exc: accounts.LoginRefused) -> JSONResponse:
+    """The refusal, written to the audit log as denied (with its reason) in the request's transaction, which
+    also keeps the failed attempt's count."""
+    status = 429 if exc.retry_after is not None else 400
+    note = note_of(request)
+    if note is not None and not note.written:
+        note.detail["reason"] = exc.reason
+        note.path = route_template(request)
+        note.write(session, outcome="denied", status=status)
+        note.written = True
     if exc.retry_after is not None:
-        return _error(429, "invalid_grant", exc.reason, {"Retry-After": str(exc.retry_after)})
-    return _error(400, "invalid_grant", exc.reason)
+        return _error(status, "invalid_grant", exc.reason, {"Retry-After": str(exc.retry_after)})
+    return _error(status, "invalid_grant", exc.reason)
 
 
 @router.post("/token", response_model=TokenResponse,
@@ -45,11 +57,14 @@ def token(request: Request, session: SessionDep, settings: SettingsDep, grant_ty
     one; presenting a used one again revokes every session of its user."""
     if any(value is not None and len(value) > MAX_FIELD for value in (grant_type, username, password, refresh_token)):
         return _error(400, "invalid_request", "a form field is too long")
-    client = request.client.host if request.client is not None else "unknown"
+    client = client_address(request, settings)  # the one rule for the client's address (api.clientaddr)
     try:
         if grant_type == "password":
             if not username or password is None:
                 return _error(400, "invalid_request", "the password grant needs username and password")
+            note = note_of(request)
+            if note is not None:
+                note.detail["username"] = username.strip().lower()[:100]  # who was tried, for the audit log
             user = accounts.verify_password(session, username=username, password=password, client=client,
                                             settings=settings)
             new_refresh = accounts.issue_refresh_token(session, user=user, settings=settings)
@@ -62,9 +77,9 @@ def token(request: Request, session: SessionDep, settings: SettingsDep, grant_ty
         else:
             return _error(400, "unsupported_grant_type", "grant_type is password or refresh_token")
     except accounts.LoginRefused as exc:
-        return _refused(exc)
+        return _refused(request, session, exc)
     access, expires_in = issue_access_token(user_name=user.username, roles=user.roles, user_id=user.id,
-                                            settings=settings)
+                                            settings=settings, epoch=user.token_epoch)
     body = TokenResponse(access_token=access, expires_in=expires_in, refresh_token=new_refresh,
                          roles=sorted(user.roles))
     return JSONResponse(body.model_dump(), headers=NO_STORE)
@@ -73,7 +88,8 @@ def token(request: Request, session: SessionDep, settings: SettingsDep, grant_ty
 @router.post("/revoke", responses={400: {"model": TokenError}}, summary="Revoke a refresh token (log out)")
 def revoke(session: SessionDep, token: OptionalForm = None,
            token_type_hint: OptionalForm = None) -> JSONResponse:
-    """RFC 7009: form field `token` (a refresh token). Answers 200 whether or not the token was known."""
+    """RFC 7009: form field `token` (a refresh token). Answers 200 whether or not the token was known. A known
+    token also ends its user's access tokens (every one of them: other sessions refresh theirs)."""
     if not token:
         return _error(400, "invalid_request", "token is required")
     if len(token) <= MAX_FIELD:
