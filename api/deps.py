@@ -114,6 +114,15 @@ def case_visible(session: Session, principal: Principal, case_id: str) -> bool:
     return principal.has(*CASE_ROLES) and accounts.is_assigned(session, case_id=case_id, username=principal.name)
 
 
+def hidden_cases(session: Session, principal: Principal, case_ids: Sequence[str]) -> list[str]:
+    """Those of `case_ids` that do not exist or that this principal may not see, in the order given."""
+    wanted = list(dict.fromkeys(case_ids))
+    existing = set(session.scalars(select(Case.id).where(Case.id.in_(wanted)))) if wanted else set()
+    visible = visible_case_ids(session, principal)
+    allowed = existing if visible is None else existing & set(visible)
+    return [case_id for case_id in wanted if case_id not in allowed]
+
+
 def load_case(request: Request, session: SessionDep, principal: CurrentPrincipal,
               case_id: Annotated[str, Path(max_length=64)]) -> Case:
     case = records.get_case(session, case_id=case_id)

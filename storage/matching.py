@@ -6,7 +6,7 @@ records the result here, so a request survives restarts like any analysis.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -98,3 +98,23 @@ def describe_templates(session: Session, *, template_ids: Sequence[int]) -> dict
         .where(FingerprintTemplate.id.in_(list(template_ids)))).all()
     return {row[0]: {"evidence_id": row[1], "case_id": row[2], "minutiae": row[3], "nfiq2": row[4],
                      "case_reference": row[5], "filename": row[6]} for row in rows}
+
+
+def result_for_cases(result: dict[str, Any], *, case_ids: Collection[str] | None) -> dict[str, Any]:
+    """A search result with only the candidates in `case_ids` (None: all), ranked again from 1."""
+    candidates = result.get("candidates")
+    if case_ids is None or not isinstance(candidates, list):
+        return dict(result)
+    allowed = set(case_ids)
+    kept = [dict(entry) for entry in candidates if isinstance(entry, dict) and entry.get("case_id") in allowed]
+    for rank, entry in enumerate(kept, start=1):
+        entry["rank"] = rank
+    return {**result, "candidates": kept}
+
+
+def result_case_ids(result: dict[str, Any]) -> list[str]:
+    """The cases a search result's candidates belong to."""
+    candidates = result.get("candidates")
+    if not isinstance(candidates, list):
+        return []
+    return sorted({str(entry["case_id"]) for entry in candidates if isinstance(entry, dict) and "case_id" in entry})

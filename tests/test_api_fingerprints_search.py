@@ -122,9 +122,10 @@ def test_fingerprint_requests_are_queued_and_explained(client: TestClient, case_
     assert queued.status_code == 202 and queued.json()["status"] == "queued"
     search = client.post(f"{V1}/fingerprints/searches", json={"probe_evidence_id": probe, "limit": 5}, headers=WHY)
     assert search.status_code == 202 and search.json()["parameters"] == {"limit": 5, "purpose_case": "2026-0042"}
-    read = client.get(f"{V1}/fingerprints/requests/{search.json()['id']}").json()
+    read = client.get(f"{V1}/fingerprints/requests/{search.json()['id']}", headers=WHY).json()
     assert read["kind"] == "fingerprint_search" and read["requested_by"]
-    _problem(client.get(f"{V1}/fingerprints/requests/unknown"), 404)
+    _problem(client.get(f"{V1}/fingerprints/requests/unknown", headers=WHY), 404)
+    _problem(client.get(f"{V1}/fingerprints/requests/{search.json()['id']}"), 403)  # reading needs a purpose
     factory = session_factory(make_engine(settings.effective_database_url))
     with factory() as session:
         match_jobs = session.scalars(select(Job).where(Job.kind == "match")).all()

@@ -73,7 +73,7 @@ def _tiff_of(*pages: np.ndarray) -> bytes:
 def _wait_for(client: TestClient, request_id: str, timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body: dict[str, Any] = client.get(f"{V1}/fingerprints/requests/{request_id}").json()
+        body: dict[str, Any] = client.get(f"{V1}/fingerprints/requests/{request_id}", headers=WHY).json()
         if body["status"] in ("succeeded", "failed"):
             return body
         time.sleep(0.2)
