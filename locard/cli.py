@@ -4,7 +4,8 @@
     locard demo      ingest sample evidence that ships inside installed packages, print the findings
     locard analyze   the same for your own files
     locard status    what is running
-    locard down      stop what `up` started
+    locard users     manage accounts in the record store (the first administrator: `locard users add`)
+    locard down      stop every process of this home
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ import sys
 import uuid
 from pathlib import Path
 
+from pydantic import SecretStr
+
+from locard import users
 from locard.client import ApiError, LocardClient
 from locard.report import summarise
 from locard.stack import EmbeddedStack, StackError, StackState
-from storage import audit
-from storage.db import make_engine, session_factory
+from storage import checkpoints
+from storage.db import make_engine, reading, session_factory
+from storage.objectstore import ObjectStoreError, S3ObjectStore
 from storage.settings import Settings, get_settings
 
 
@@ -106,26 +111,75 @@ def _direct_upload(settings: Settings, case: dict[str, str], path: Path, client:
     raise ApiError(f"{key} was not picked up by intake within 120s")
 
 
+def _audit_settings(settings: Settings) -> Settings:
+    """`settings` completed from the embedded stack (its audit key and S3 identity) where they are not set."""
+    state = StackState.load(settings.home.expanduser().resolve())
+    if state is None:
+        return settings
+    update: dict[str, object] = {}
+    if not settings.audit_key.get_secret_value() and state.audit_key:
+        update["audit_key"] = state.audit_key
+    if not settings.s3_access_key:
+        config = EmbeddedStack(settings).seaweed.config
+        update.update(s3_endpoint=config.s3_endpoint, s3_access_key=config.access_key,
+                      s3_secret_key=SecretStr(config.secret_key))
+    return settings.model_copy(update=update)
+
+
 def verify_chains(settings: Settings) -> int:
-    """Recompute the HMAC chains of the audit log and the chain of custody; 1 when either is broken.
+    """Recompute the HMAC chains of the audit log and the chain of custody, each against its newest signed
+    checkpoint (`storage.checkpoints`); 1 when either is broken or a checkpoint is refused.
 
     The key is LOCARD_AUDIT_KEY, or the embedded stack's own (in its stack.json) when that is not set.
     """
-    key = settings.chain_key
-    state = StackState.load(settings.home.expanduser().resolve())
-    if not settings.audit_key.get_secret_value() and state is not None and state.audit_key:
-        key = state.audit_key.encode()
+    settings = _audit_settings(settings)
     engine = make_engine(settings.effective_database_url)
     try:
-        with session_factory(engine, chain_key=key)() as session:
-            results = audit.verify_all(session, key=key)
+        sinks = checkpoints.sinks_for(settings, S3ObjectStore.from_settings(settings))
+        with reading(session_factory(engine, chain_key=settings.chain_key)) as session:
+            results = checkpoints.verify(session, chain_key=settings.chain_key, sinks=sinks)
     finally:
         engine.dispose()
     for result in results:
         verdict = "intact" if result.ok else f"BROKEN at entry {result.first_bad_id}: {result.reason}"
         unchained = f", {result.unchained} earlier entries not chained" if result.unchained else ""
-        say(f"  {result.chain:8s} {result.checked} entries checked{unchained}: {verdict}")
+        anchored = f"; against {result.checkpoint}" if result.checkpoint else "; no checkpoint yet"
+        say(f"  {result.chain:8s} {result.checked} entries checked{unchained}: {verdict}{anchored}")
     return 0 if all(result.ok for result in results) else 1
+
+
+def write_checkpoints(settings: Settings) -> int:
+    """Verify both chains past their newest checkpoints and write a signed checkpoint of each; 1 if refused."""
+    settings = _audit_settings(settings)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        sinks = checkpoints.sinks_for(settings, S3ObjectStore.from_settings(settings), create=True)
+        with reading(session_factory(engine, chain_key=settings.chain_key)) as session:
+            written = checkpoints.checkpoint(session, chain_key=settings.chain_key, sinks=sinks)
+    except (checkpoints.CheckpointError, ObjectStoreError) as exc:
+        say(f"  no checkpoint written: {exc}")
+        return 1
+    finally:
+        engine.dispose()
+    for made in written:
+        say(f"  {made.chain:8s} checkpoint {made.sequence} at entry {made.last_id} ({made.last_hash[:16]}...)")
+    return 0
+
+
+def show_status(stack: EmbeddedStack) -> None:
+    """Each component with its main process, and any process of this home that belongs to none."""
+    status = stack.status()
+    for component in status.components:
+        if not component.running:
+            say(f"  {component.name:10s} stopped")
+            continue
+        extra = f", {component.processes} processes" if component.processes > 1 else ""
+        lost = "; not in stack.json: `locard up` adopts it" if not component.recorded else ""
+        say(f"  {component.name:10s} running (pid {component.pid}{extra}{lost})")
+    for stray in status.strays:
+        say(f"  stray      pid {stray.pid} ({stray.role or 'seaweedfs'}): {stray.describe()}")
+    if status.strays:
+        say("  `locard up` or `locard down` stops the strays.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     analyze = sub.add_parser("analyze", help="analyse your own files")
     analyze.add_argument("paths", nargs="+", type=Path)
     analyze.add_argument("--case", default=None, help="case reference (default: one per day)")
-    audit_parser = sub.add_parser("audit", help="verify the audit log and the chain of custody")
-    audit_parser.add_argument("action", choices=["verify"])
+    audit_parser = sub.add_parser("audit", help="verify the audit log and the chain of custody, or checkpoint them")
+    audit_parser.add_argument("action", choices=["verify", "checkpoint"])
+    users.add_parser(sub)
     args = parser.parse_args(argv)
     settings = get_settings()
     stack = EmbeddedStack(settings)
@@ -152,8 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.down(say)
             say("Locard is down.")
         elif args.command == "status":
-            for name, running in stack.status().items():
-                say(f"  {name:10s} {'running' if running else 'stopped'}")
+            show_status(stack)
         elif args.command == "demo":
             samples = sample_evidence()
             return analyse_files(settings, samples[1:], case_reference="DEMO", title="Locard demonstration case",
@@ -165,8 +219,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             reference = args.case or f"ANALYZE-{dt.date.today():%Y%m%d}"
             return analyse_files(settings, args.paths, case_reference=reference, title="Files analysed from the CLI")
+        elif args.command == "users":
+            return users.run(args, settings, say)
         elif args.command == "audit":
-            return verify_chains(settings)
+            return verify_chains(settings) if args.action == "verify" else write_checkpoints(settings)
     except (StackError, ApiError) as exc:
         say(f"error: {exc}")
         return 1

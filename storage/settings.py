@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HOME = Path.home() / ".locard"
 MIN_SECRET_LENGTH = 32
@@ -45,19 +46,32 @@ class Settings(BaseSettings):
     presign_expiry_seconds: int = Field(default=600, ge=60, le=900)  # presigned URLs: short-lived, one object
     webhook_token: SecretStr = SecretStr("")
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    # An API upload claims its object key before storing it; the sweep leaves a claimed key to its uploader
+    # this long (after it, a key whose upload never finished is taken in from the bucket).
+    upload_claim_seconds: float = Field(default=3600.0, gt=0)
     unassigned_case_reference: str = "INBOX"
 
     # API.
     api_host: str = "127.0.0.1"
     api_port: int = 8600
     operator_name: str = "local-operator"
+    # Request limits, enforced before a body is parsed: JSON (and any other non-upload) bodies, the text fields
+    # of an evidence upload (count and total bytes), and how long the API waits for the next piece of a body.
+    max_json_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_form_fields: int = Field(default=16, ge=1, le=1000)
+    max_form_bytes: int = Field(default=64 * 1024, ge=1024)
+    body_read_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or CIDR blocks, comma-separated); empty: none,
+    # the socket peer is the client (audit log, login throttling).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Authentication. Outside development, secrets must be set and strong (see `_validate`).
     token_secret: SecretStr = SecretStr("")  # signs access tokens (HS256); 32+ characters
     access_token_minutes: int = Field(default=15, ge=1, le=60)
     refresh_token_hours: int = Field(default=12, ge=1, le=24 * 7)
-    login_max_failures: int = Field(default=5, ge=1)  # failed logins per user (and per client address) ...
-    login_window_seconds: int = Field(default=900, ge=1)  # ... within this window before logins are refused
+    login_max_failures: int = Field(default=5, ge=1)  # failures per account, and per client address, before backoff
+    login_window_seconds: int = Field(default=900, ge=1)  # a key's failures are forgotten this long after its last
+    login_backoff_max_seconds: int = Field(default=300, ge=1)  # longest wait after repeated failures (storage.logins)
     # An external OpenID Connect provider (optional): its tokens are accepted as well as Locard's own.
     oidc_issuer: str = ""
     oidc_audience: str = ""
@@ -68,6 +82,11 @@ class Settings(BaseSettings):
 
     # Audit. The key of the HMAC chain over the audit log and the chain of custody; 32+ characters.
     audit_key: SecretStr = SecretStr("")
+    # Signed checkpoints of the chain heads, kept outside the record store: a bucket under object lock (created
+    # by the worker service) and, when set, a file the operator keeps; written every interval while heads move.
+    checkpoint_bucket: str = Field(default="locard-checkpoints", min_length=3, max_length=63)
+    checkpoint_file: Path | None = None
+    checkpoint_interval_seconds: float = Field(default=60.0, gt=0)
 
     # Analysis.
     ray_address: str = ""
@@ -78,10 +97,49 @@ class Settings(BaseSettings):
     worker_restart_seconds: float = Field(default=15.0, ge=0)  # wait before retrying on a restarted actor
     max_image_pixels: int = Field(default=120_000_000, gt=0)
     analyzers: str = ""  # comma-separated names; empty means every registered analyzer
+    # Resource bounds of one analysis job. Budgets override each analyzer's default, as "name=value,...":
+    # wall-clock seconds (a job past it is stopped, its worker replaced, and the run failed), and MiB a job may
+    # add to its worker's loaded size (a watchdog stops the job past it and the worker is replaced).
+    analyzer_time_budgets: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+    analyzer_memory_budgets: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+    worker_recycle_mb: float = Field(default=1024.0, gt=0)  # a worker this far above its loaded size is replaced
+    worker_max_losses: int = Field(default=4, ge=1)  # lost or restarting workers one job outlasts before failing
+    max_pages_per_job: int = Field(default=20, ge=1)  # longer documents are read as page-range jobs
+    max_document_pages: int = Field(default=2000, ge=1)  # pages of one document read at most
 
     # Fingerprint matching.
     fingerprint_match_threshold: int = Field(default=40, ge=1)  # Bozorth3 score reported as a probable match
     fingerprint_search_rerank: int = Field(default=100, ge=1, le=10_000)  # index candidates re-scored by Bozorth3
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [item for item in value.split(",") if item.strip()]
+        if isinstance(value, list):
+            for item in value:
+                try:
+                    ipaddress.ip_network(str(item).strip(), strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"LOCARD_TRUSTED_PROXIES: {item!r} is not an IP address or CIDR block") from exc
+            return [str(item).strip() for item in value]
+        return value
+
+    @field_validator("analyzer_time_budgets", "analyzer_memory_budgets", mode="before")
+    @classmethod
+    def _budgets(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        budgets: dict[str, float] = {}
+        for item in (part.strip() for part in value.split(",") if part.strip()):
+            name, _, amount = item.partition("=")
+            try:
+                budgets[name.strip()] = float(amount)
+            except ValueError:
+                raise ValueError(f"analyzer budget {item!r} is not name=number") from None
+            if not name.strip() or budgets[name.strip()] <= 0:
+                raise ValueError(f"analyzer budget {item!r} is not name=positive number")
+        return budgets
 
     @model_validator(mode="after")
     def _validate(self) -> Settings:
