@@ -2,7 +2,9 @@
 
 It enforces signatures (an identity with a generated secret), object lock and checksums; buckets cannot be
 deleted while they hold objects. Every port is chosen free at first start and kept in the data directory,
-so two Locard homes never collide and a restart finds its data where it left it.
+so two Locard homes never collide and a restart finds its data where it left it. S3 is the only way in:
+the filer's HTTP API is off, and every other port (master, volume, filer; HTTP and gRPC) demands a client
+certificate and JWTs from `security.toml` (see `storage.seaweed_security`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from storage.seaweed_security import SeaweedSecurity
+
 PORT_NAMES = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")
+GRPC_COMPONENTS = ("master", "volume", "filer", "s3")
 
 
 class SeaweedError(RuntimeError):
@@ -79,6 +84,7 @@ class SeaweedServer:
         self.root = root
         self.max_volumes = max_volumes
         self.config = SeaweedConfig.load_or_create(root)
+        self.security = SeaweedSecurity(root)
         self.data_dir = root / "data"
         self.pid_file = root / "weed.pid"
         self.log_file = root / "weed.log"
@@ -96,10 +102,29 @@ class SeaweedServer:
                 f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume_grpc']}",
                 f"-volume.max={self.max_volumes}", "-master.volumeSizeLimitMB=256", "-volume.preStopSeconds=0",
                 "-filer", f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer_grpc']}",
-                f"-filer.localSocket={self.root / 'filer.sock'}",
+                f"-filer.localSocket={self.root / 'filer.sock'}", "-filer.disableHttp",
+                "-filer.exposeDirectoryData=false",
                 "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}", f"-s3.config={identity}",
-                f"-s3.localSocket={self.root / 's3.sock'}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                f"-s3.localSocket={self.root / 's3.sock'}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.iam=false",
                 "-s3.allowDeleteBucketNotEmpty=false", "-master.telemetry=false"]
+
+    def local_grpc_sockets(self) -> list[Path]:
+        """The Unix sockets `weed server` adds to every gRPC port; their paths are fixed under /tmp."""
+        return [Path(f"/tmp/seaweedfs-{name}-grpc-{self.config.ports[name + '_grpc']}.sock")  # noqa: S108
+                for name in GRPC_COMPONENTS]
+
+    def _claim_local_grpc_sockets(self) -> None:
+        """Remove our stale sockets; refuse to start where another user holds one (it would receive our
+        components' gRPC calls)."""
+        for path in self.local_grpc_sockets():
+            try:
+                owner = path.lstat().st_uid
+            except FileNotFoundError:
+                continue
+            if owner != os.getuid():
+                raise SeaweedError(f"{path} belongs to another user (uid {owner}); remove it or delete "
+                                   f"{self.root / 'seaweed.json'} to choose new ports")
+            path.unlink()
 
     def running_pid(self) -> int | None:
         if not self.pid_file.exists():
@@ -116,6 +141,8 @@ class SeaweedServer:
         if self.running_pid() is not None:
             self.wait_ready(timeout)
             return
+        self.security = SeaweedSecurity.load_or_create(self.root)
+        self._claim_local_grpc_sockets()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
@@ -160,6 +187,10 @@ class SeaweedServer:
         else:
             os.killpg(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
+        for path in self.local_grpc_sockets():
+            with contextlib.suppress(OSError):
+                if path.lstat().st_uid == os.getuid():
+                    path.unlink()
 
 
 def _reap(pid: int) -> None:
