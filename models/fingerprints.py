@@ -43,6 +43,7 @@ import numpy as np
 from models.base import Model, ModelError
 from models.pillow import pillow_open
 from models.specs import NBIS_LIBRARY
+from models.wsq import wsq_header_problem
 
 TARGET_PPI = 500.0
 PPI_TOLERANCE = 0.05  # 475-525 ppi is used as 500
@@ -148,7 +149,7 @@ def _ppi_from_info(info: dict[Any, Any], key: str = "dpi") -> float | None:
 
 
 def decode_fingerprint(data: bytes, *, declared_ppi: float | None = None) -> FingerprintImage:
-    """Decode a WSQ, PNG, TIFF, BMP or JPEG fingerprint to 8-bit grey, with its resolution and where it came from.
+    """Decode a WSQ, PNG, TIFF, BMP, JPEG or HEIC print to 8-bit grey, with its resolution and where it came from.
 
     A `declared_ppi` (what the submitter states, e.g. a 10-print card scanned at 1000 ppi) overrides the file's.
     Corrupt, truncated or unsupported data raises `FingerprintRejected`.
@@ -170,6 +171,9 @@ def decode_fingerprint(data: bytes, *, declared_ppi: float | None = None) -> Fin
 def _decode_wsq(data: bytes) -> tuple[np.ndarray, float | None, str, str]:
     import _wsq
 
+    problem = wsq_header_problem(data)  # a header cut short crashes NBIS' decoder (models.wsq)
+    if problem is not None:
+        raise FingerprintRejected(f"the WSQ file cannot be decoded (corrupt or truncated): {problem}")
     try:
         pixels, height, width, ppi = _wsq.decompress(data)
     except Exception as error:  # the C module raises plain exceptions
@@ -187,9 +191,9 @@ def _decode_pillow(data: bytes) -> tuple[np.ndarray, float | None, str, str]:
     try:
         with pillow_open()(io.BytesIO(data)) as opened:
             fmt = (opened.format or "unknown").lower()
-            if fmt not in {"png", "tiff", "bmp", "jpeg", "mpo"}:
+            if fmt not in {"png", "tiff", "bmp", "jpeg", "mpo", "heif"}:
                 raise FingerprintRejected(f"{fmt.upper()} is not a fingerprint image format Locard reads "
-                                          "(WSQ, PNG, TIFF, BMP or JPEG)")
+                                          "(WSQ, PNG, TIFF, BMP, JPEG or HEIC)")
             if opened.width * opened.height > MAX_PIXELS:
                 raise FingerprintRejected(f"the image is {opened.width} x {opened.height} pixels: more than "
                                           f"{MAX_PIXELS:,} pixels is not one fingerprint")

@@ -60,6 +60,7 @@ DETECTORS: tuple[Detector, ...] = ("SIFT", "ORB")
 DESCRIPTOR_WIDTH: dict[str, int] = {"SIFT": 128, "ORB": 32}
 DEFAULT_DETECTOR: Detector = "ORB"
 MAX_ANALYSIS_SIDE = 1024  # keypoints are found on a grey copy whose longest side is at most this
+MIN_DETECTION_SIDE = 16  # below this neither detector finds keypoints (ORB keeps 31 px from the border)
 ORB_OVERSAMPLE = 4  # ORB detects this many times `max_features` candidates, then keeps a spatially balanced set
 ORB_FAST_THRESHOLD = 10  # OpenCV's default is 20; 10 also finds corners in low-contrast regions
 ORB_GRID = 8  # the analysed image is cut into ORB_GRID x ORB_GRID cells for the balanced selection
@@ -231,7 +232,9 @@ def extract_keypoints(pixels: np.ndarray, max_features: int = 2000,
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
         scale = size[0] / width if width >= height else size[1] / height
-    if detector == "SIFT":
+    if min(grey.shape[:2]) < MIN_DETECTION_SIDE:
+        found, descriptors = [], None  # OpenCV's pyramids fail on 1-pixel sides; nothing can be found there
+    elif detector == "SIFT":
         finder: Any = cv2.SIFT.create(nfeatures=max_features)
         found, descriptors = finder.detectAndCompute(grey, None)
     else:

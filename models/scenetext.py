@@ -14,6 +14,8 @@ from models.langid import identify_language
 from models.ocr import OcrLine, OcrPage, OcrWord
 from models.specs import PPOCR_CLS, PPOCR_DET, PPOCR_REC
 
+MIN_SIDE, MAX_ASPECT = 32, 16  # what PP-OCR is given at least: thinner images are padded (see `_padded`)
+
 
 class SceneTextReader(Model[np.ndarray, OcrPage]):
     """Scene text (signs, screens, plates) with rapidocr's PP-OCR detection, direction classifier and
@@ -50,7 +52,7 @@ class SceneTextReader(Model[np.ndarray, OcrPage]):
         if inputs.ndim != 3 or inputs.shape[2] != 3 or inputs.dtype != np.uint8 or min(inputs.shape[:2]) < 1:
             raise ValueError(f"expected an H x W x 3 uint8 RGB image, got shape {inputs.shape} {inputs.dtype}")
         height, width = inputs.shape[:2]
-        output = self._engine(np.ascontiguousarray(inputs[..., ::-1]))
+        output = self._engine(np.ascontiguousarray(_padded(inputs)[..., ::-1]))
         boxes = getattr(output, "boxes", None)
         texts = [str(text) for text in (getattr(output, "txts", None) or ())]
         scores = [float(score) for score in (getattr(output, "scores", None) or ())]
@@ -72,6 +74,22 @@ class SceneTextReader(Model[np.ndarray, OcrPage]):
         return {**self.spec.provenance(), "engine": "rapidocr", "models": [PPOCR_DET.provenance(),
                 PPOCR_CLS.provenance(), PPOCR_REC.provenance()], "threads": self.threads,
                 "min_score": self.min_score}
+
+
+def _padded(image: np.ndarray) -> np.ndarray:
+    """The image padded with white at the bottom or right to at most MAX_ASPECT:1 and at least MIN_SIDE pixels.
+
+    PP-OCR's detector scales the short side up to 736 pixels: a 1 x 256 image became 736 x 188,416 (2.9 GiB as
+    float64, 192 s). Padding keeps every box where it was, since the image stays at the top left.
+    """
+    height, width = image.shape[:2]
+    target_height = max(height, MIN_SIDE, -(-width // MAX_ASPECT))
+    target_width = max(width, MIN_SIDE, -(-height // MAX_ASPECT))
+    if (target_height, target_width) == (height, width):
+        return image
+    padded = np.full((target_height, target_width, 3), 255, dtype=np.uint8)
+    padded[:height, :width] = image
+    return padded
 
 
 def _scene_line(text: str, quad: np.ndarray, score: float, width: int, height: int) -> OcrLine:

@@ -24,6 +24,11 @@ _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b
 _AVIF_BRANDS = {b"avif", b"avis"}
 _VIDEO_BRANDS = {b"isom", b"iso2", b"mp41", b"mp42", b"avc1", b"M4V ", b"qt  ", b"3gp4", b"3gp5"}
 SNIFF_BYTES = 64
+# The scan resolutions of a fingerprint Locard works with, the one rule for what the API accepts as declared and
+# what the fingerprint analyzer processes: below 250 ppi ridges are not resolved, above 2000 ppi a stated
+# resolution is almost certainly wrong. (`models.fingerprints` cannot import storage; a test holds its
+# MIN_PPI / MAX_PPI equal to these.)
+PRINT_MIN_PPI, PRINT_MAX_PPI = 250.0, 2000.0
 
 
 def sniff_media_type(head: bytes) -> str:

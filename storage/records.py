@@ -72,6 +72,8 @@ def plan_pending(session: Session, *, evidence_id: str) -> bool:
 
 def list_findings(session: Session, *, evidence_id: str | None = None, case_id: str | None = None,
                   kind: str | None = None, offset: int = 0, limit: int = 500) -> Sequence[Finding]:
+    """Findings, oldest first; `kind` is one kind, or a prefix ending in ".*" ("hash.*"); nothing else is a wildcard
+    (`%` and `_` are escaped, so "%.*" and "_bjects.*" match only kinds that begin with those very characters)."""
     query = select(Finding)
     if evidence_id is not None:
         query = query.where(Finding.evidence_id == evidence_id)
@@ -79,7 +81,7 @@ def list_findings(session: Session, *, evidence_id: str | None = None, case_id: 
         query = query.where(Finding.case_id == case_id)
     if kind:
         query = query.where(Finding.kind == kind) if not kind.endswith(".*") else \
-            query.where(Finding.kind.startswith(kind[:-1]))
+            query.where(Finding.kind.startswith(kind[:-1], autoescape=True))
     return session.scalars(query.order_by(Finding.created_at, Finding.id).offset(offset).limit(limit)).all()
 
 

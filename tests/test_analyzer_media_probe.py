@@ -51,7 +51,7 @@ def _thumbnail(finding: FindingData) -> Image.Image:
 def test_registered_for_every_media_type() -> None:
     registered = select(["media_probe"])["media_probe"]
     assert registered is MediaProbeAnalyzer
-    assert registered.produces == {"media.probe", "media.exif"}
+    assert registered.produces == {"media.probe", "media.exif", "media.polyglot"}
     assert all(registered.accepts_media(kind) for kind in ("image/jpeg", "application/pdf", "text/plain"))
 
 

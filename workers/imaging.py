@@ -2,7 +2,7 @@
 
 Evidence images are hostile input. `open_image_limited` reads only the header and refuses an image whose
 width x height is over the limit before a single pixel is decoded; `decode` then decodes it and turns
-Pillow's many failure modes into `AnalysisFailed` with a reason an examiner can read.
+Pillow's many failure modes into `BadInput` (an `AnalysisFailed`) with a reason an examiner can read.
 """
 
 from __future__ import annotations
@@ -16,31 +16,32 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from models.pillow import pillow_open
-from workers.analyzers.base import AnalysisFailed
+from models.pillow import pillow_open, register_heif
+from workers.analyzers.base import BadInput
 
 ORIENTATION_TAG = 0x0112
 TIMES = "\N{MULTIPLICATION SIGN}"  # in dimensions: width TIMES height
 # EXIF orientations 5-8 rotate by 90° or 270°, so the upright image has width and height swapped.
 SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
-# What Pillow raises on broken image data (UnidentifiedImageError is an OSError).
+# What Pillow raises on broken image data (UnidentifiedImageError is an OSError; a TIFF cut before its size
+# tags is a TypeError, "Missing dimensions").
 DECODE_ERRORS: tuple[type[Exception], ...] = (OSError, SyntaxError, ValueError, EOFError, IndexError,
-                                              struct.error)
-_HEIF_REGISTERED = False
+                                              struct.error, TypeError)
+# What EXIF orientations 2-8 need to be displayed upright (as `ImageOps.exif_transpose` does).
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+# Modes that Pillow resizes as they are; others (palette, 1-bit, 16-bit, CMYK) become 8-bit RGB first.
+_RESIZABLE_MODES = frozenset({"L", "LA", "RGB", "RGBA"})
 
 
 def register_heif_opener() -> None:
-    """Teach Pillow to read HEIC/HEIF (pillow-heif); safe to call more than once."""
-    global _HEIF_REGISTERED
-    if not _HEIF_REGISTERED:
-        import pillow_heif
-
-        pillow_heif.register_heif_opener()
-        _HEIF_REGISTERED = True
+    """Teach Pillow to read HEIC/HEIF; the opener (`models.pillow.pillow_open`) does it too, once per process."""
+    register_heif()
 
 
-def _over_limit(width: int, height: int, max_pixels: int) -> AnalysisFailed:
-    return AnalysisFailed(f"image is {width}{TIMES}{height} = {width * height:,} pixels, over the limit of "
+def _over_limit(width: int, height: int, max_pixels: int) -> BadInput:
+    return BadInput(f"image is {width}{TIMES}{height} = {width * height:,} pixels, over the limit of "
                           f"{max_pixels:,} pixels; it was not decoded")
 
 
@@ -59,12 +60,12 @@ def open_image_limited(path: Path, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as exc:  # over 2x the limit: Pillow refuses before we see the size
         found = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
-        raise AnalysisFailed(f"image is {pixels}, over the limit of {max_pixels:,} pixels; "
+        raise BadInput(f"image is {pixels}, over the limit of {max_pixels:,} pixels; "
                              "it was not decoded") from exc
     except UnidentifiedImageError as exc:
-        raise AnalysisFailed(f"the image format is not readable: {exc}") from exc
+        raise BadInput(f"the image format is not readable: {exc}") from exc
     except DECODE_ERRORS as exc:
-        raise AnalysisFailed(f"image header is corrupt: {exc}") from exc
+        raise BadInput(f"image header is corrupt: {exc}") from exc
     width, height = image.size
     if width * height > max_pixels:
         image.close()
@@ -73,13 +74,13 @@ def open_image_limited(path: Path, max_pixels: int) -> Image.Image:
 
 
 def decode(image: Image.Image) -> None:
-    """Decode the current frame's pixels; broken or truncated data is an `AnalysisFailed`."""
+    """Decode the current frame's pixels; broken or truncated data is a `BadInput`."""
     try:
         image.load()
     except Image.DecompressionBombError as exc:
-        raise AnalysisFailed(f"a frame of the image is over the pixel limit: {exc}") from exc
+        raise BadInput(f"a frame of the image is over the pixel limit: {exc}") from exc
     except DECODE_ERRORS as exc:
-        raise AnalysisFailed(f"image data is truncated or corrupt: {exc}") from exc
+        raise BadInput(f"image data is truncated or corrupt: {exc}") from exc
 
 
 def orientation(image: Image.Image) -> int | None:
@@ -96,7 +97,36 @@ def upright(image: Image.Image) -> Image.Image:
     try:
         return ImageOps.exif_transpose(image)
     except DECODE_ERRORS as exc:
-        raise AnalysisFailed(f"image data is truncated or corrupt: {exc}") from exc
+        raise BadInput(f"image data is truncated or corrupt: {exc}") from exc
+
+
+def reduced_rgb(image: Image.Image, max_side: int) -> Image.Image:
+    """The current frame decoded, upright, as 8-bit RGB no larger than `max_side` on either side.
+
+    Decoding is at a reduced scale where the format allows it (JPEG's DCT scaling through `draft`), then the
+    image is shrunk by an integer factor (`reducing_gap`) before the final resampling, so memory and time are
+    those of the decoded file plus a small copy: no full-size RGB, upright or floating-point copy is made.
+    """
+    turn = _UPRIGHT.get(orientation(image) or 1)
+    width, height = image.size
+    scale = min(1.0, max_side / max(width, height))
+    target = (max(1, round(width * scale)), max(1, round(height * scale)))
+    try:
+        if scale < 1.0:
+            image.draft(None, (target[0] * 2, target[1] * 2))  # only JPEG reacts: decodes at 1/2, 1/4 or 1/8
+    except DECODE_ERRORS as exc:
+        raise BadInput(f"image data is truncated or corrupt: {exc}") from exc
+    decode(image)
+    picture = image if image.mode in _RESIZABLE_MODES else to_rgb(image)
+    try:
+        if picture.size != target:
+            picture = picture.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.0)
+        if turn is not None:
+            picture = picture.transpose(turn)
+    except DECODE_ERRORS as exc:
+        raise BadInput(f"image data is truncated or corrupt: {exc}") from exc
+    result = to_rgb(picture)
+    return result.copy() if result is image else result  # never the file's own image, which its opener closes
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -173,13 +203,13 @@ def load_frames(path: Path, max_pixels: int, *, max_frames: int = 8, max_side: i
         try:
             count = int(getattr(image, "n_frames", 1))
         except DECODE_ERRORS as exc:
-            raise AnalysisFailed(f"image data is truncated or corrupt: {exc}") from exc
+            raise BadInput(f"image data is truncated or corrupt: {exc}") from exc
         frames: list[Frame] = []
         for index in frame_indices(count, max_frames):
             try:
                 image.seek(index)
             except DECODE_ERRORS as exc:
-                raise AnalysisFailed(f"frame {index} cannot be read: {exc}") from exc
+                raise BadInput(f"frame {index} cannot be read: {exc}") from exc
             decode(image)
             rgb = to_rgb(upright(image))
             size = rgb.size

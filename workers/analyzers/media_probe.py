@@ -14,7 +14,7 @@ import pypdfium2
 from PIL import ExifTags, Image
 from PIL.TiffImagePlugin import IFDRational
 
-from workers import imaging
+from workers import imaging, polyglot
 from workers.analyzers.base import (
     EVERY_KIND,
     AnalysisFailed,
@@ -66,12 +66,8 @@ class MediaProbeAnalyzer(Analyzer):
     name = "media_probe"
     version = "1.0.0"
     accepts = frozenset({"*"})
-    produces = frozenset({"media.probe", "media.exif"})
+    produces = frozenset({"media.probe", "media.exif", "media.polyglot"})
     runs_on = EVERY_KIND
-
-    def load(self) -> None:
-        """Register the HEIC/HEIF opener with Pillow."""
-        imaging.register_heif_opener()
 
     def analyze(self, item: EvidenceFile, limits: AnalysisLimits) -> list[FindingData]:
         """A "media.probe" finding, plus "media.exif" for images that carry EXIF."""
@@ -91,6 +87,10 @@ class MediaProbeAnalyzer(Analyzer):
                 findings.append(FindingData("media.exif", exif, label=_exif_label(exif)))
         elif item.media_type == "application/pdf":
             data.update(_pdf_facts(item))
+        report = polyglot.scan(item.path, item.media_type)
+        data.update({"trailing_bytes": report.trailing_bytes, "polyglot": bool(report.embedded)})
+        if report.embedded:
+            findings.append(FindingData("media.polyglot", _polyglot_facts(report), label=report.label()))
         findings.insert(0, FindingData("media.probe", data, label=_label(data), artifacts=artifacts))
         return findings
 
@@ -121,20 +121,28 @@ def _probe_wsq(item: EvidenceFile, data: dict[str, Any]) -> Artifact:
 
 
 def _probe_image(image: Image.Image, item: EvidenceFile, data: dict[str, Any]) -> Artifact:
-    """Fill `data` with the image's facts (decoding it fully) and return its thumbnail."""
+    """Fill `data` with the image's facts and return its thumbnail (all of the first frame's data is decoded,
+    at a reduced scale where the format allows, so a truncated file is still found out)."""
     try:
         frames = int(getattr(image, "n_frames", 1))
     except imaging.DECODE_ERRORS as exc:
         raise AnalysisFailed(f"image data is truncated or corrupt: {exc}") from exc
-    imaging.decode(image)
-    shown = imaging.upright(image)
+    turn = imaging.orientation(image)
+    swapped = turn in imaging.SWAPPING_ORIENTATIONS
     data.update({"format": image.format, "mode": image.mode, "width": image.width, "height": image.height,
-                 "orientation": imaging.orientation(image), "upright_width": shown.width,
-                 "upright_height": shown.height, "frames": frames, "multi_frame": frames > 1,
-                 "bits_per_channel": imaging.bits_per_channel(image, item.path)})
-    thumbnail = imaging.to_rgb(shown)  # `shown` is already a copy: resize it in place
-    thumbnail.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.LANCZOS)
+                 "orientation": turn, "upright_width": image.height if swapped else image.width,
+                 "upright_height": image.width if swapped else image.height, "frames": frames,
+                 "multi_frame": frames > 1, "bits_per_channel": imaging.bits_per_channel(image, item.path)})
+    thumbnail = imaging.reduced_rgb(image, THUMBNAIL_SIDE)
     return Artifact("thumbnail.jpg", "image/jpeg", imaging.jpeg_bytes(thumbnail, 85))
+
+
+def _polyglot_facts(report: polyglot.PolyglotReport) -> dict[str, Any]:
+    """Both formats by name and where each begins: the file opens as either, depending on the program."""
+    return {"container": report.container, "container_format": polyglot.name(report.container),
+            "container_end": report.container_end, "trailing_bytes": report.trailing_bytes,
+            "embedded": [{"media_type": item.media_type, "format": polyglot.name(item.media_type),
+                          "offset": item.offset, "found": item.where} for item in report.embedded]}
 
 
 def _pdf_facts(item: EvidenceFile) -> dict[str, Any]:

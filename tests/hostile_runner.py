@@ -1,0 +1,120 @@
+"""Runs a file through every analyzer the planner would give it, as the workers do, measuring each run.
+
+Analyzers are chosen as `workers.dispatcher.Dispatcher._plan` chooses them (`Analyzer.applies_to` on the type
+sniffed from content and the declared kind), in an order where required analyzers come first, and each gets its
+requirements' findings as `upstream` when they succeeded. Each run's wall time and peak resident memory above
+what the process held before it are recorded (Linux: the peak is reset through /proc/self/clear_refs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from storage.media import SNIFF_BYTES, sniff_media_type
+from workers.analyzers import registry
+from workers.analyzers.base import AnalysisFailed, AnalysisLimits, Analyzer, EvidenceFile, FindingData
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One analyzer's run on one file: "succeeded", "refused" (AnalysisFailed and its subclasses) or "error"."""
+
+    analyzer: str
+    status: str
+    detail: str
+    seconds: float
+    peak_mb: float  # peak resident memory during the run, above the memory held before it
+    findings: int
+
+
+def load_analyzers(names: list[str] | None = None) -> dict[str, Analyzer]:
+    """Every registered analyzer (or those named), instantiated and loaded once."""
+    loaded = {}
+    for name, cls in sorted(registry.select(names).items()):
+        analyzer = cls()
+        analyzer.load()
+        loaded[name] = analyzer
+    return loaded
+
+
+def evidence_for(path: Path, *, filename: str | None = None, declared_kind: str | None = None) -> EvidenceFile:
+    """The EvidenceFile production builds: SHA-256 and media type from the content, never from the name."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+        digest.update(head)
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return EvidenceFile(evidence_id=path.name, path=path, sha256=digest.hexdigest(), size=path.stat().st_size,
+                        media_type=sniff_media_type(head), filename=filename or path.name,
+                        declared_kind=declared_kind)
+
+
+def planned(analyzers: dict[str, Analyzer], item: EvidenceFile) -> list[str]:
+    """The analyzers the planner runs on `item`, each after the analyzers it requires."""
+    accepting = sorted(name for name, analyzer in analyzers.items()
+                       if type(analyzer).applies_to(item.media_type, item.declared_kind))
+    ordered: list[str] = []
+    while len(ordered) < len(accepting):
+        for name in accepting:
+            needs = [need for need in type(analyzers[name]).requires if need in accepting]
+            if name not in ordered and all(need in ordered for need in needs):
+                ordered.append(name)
+    return ordered
+
+
+def _resident_kb() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        found = re.search(r"VmRSS:\s+(\d+)", status.read())
+    return int(found.group(1)) if found else 0
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")  # resets the resident-memory high-water mark (VmHWM)
+        return True
+    except OSError:
+        return False
+
+
+def _peak_kb() -> int:
+    with open("/proc/self/status", encoding="ascii") as status:
+        found = re.search(r"VmHWM:\s+(\d+)", status.read())
+    return int(found.group(1)) if found else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def run_file(analyzers: dict[str, Analyzer], item: EvidenceFile, limits: AnalysisLimits) -> list[Outcome]:
+    """Every planned analyzer's outcome on `item`."""
+    outcomes = []
+    upstream: dict[str, list[dict[str, Any]]] = {}
+    for name in planned(analyzers, item):
+        analyzer = analyzers[name]
+        needs = {need: upstream[need] for need in type(analyzer).requires if need in upstream}
+        given = EvidenceFile(**{**item.__dict__, "upstream": needs})
+        _reset_peak()
+        before = _resident_kb()
+        started = time.perf_counter()
+        findings: list[FindingData] = []
+        try:
+            findings = analyzer.analyze(given, limits)
+            json.dumps([finding.data for finding in findings], allow_nan=False)  # what the record store needs
+            status, detail = "succeeded", ""
+        except AnalysisFailed as exc:
+            status, detail = "refused", f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # recorded, and the test fails on it
+            status, detail = "error", f"{type(exc).__module__}.{type(exc).__name__}: {exc}"
+        seconds = time.perf_counter() - started
+        peak = max(0, _peak_kb() - before) / 1024
+        if status == "succeeded":
+            upstream[name] = [{"kind": f.kind, "label": f.label, "confidence": f.confidence, "data": f.data}
+                              for f in findings]
+        outcomes.append(Outcome(name, status, detail[:300], round(seconds, 3), round(peak, 1), len(findings)))
+    return outcomes
