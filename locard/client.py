@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+RETRYABLE_STATUS = frozenset({502, 503, 504})
 
 
 class ApiError(RuntimeError):
@@ -31,8 +34,10 @@ class LocardClient:
 
     def _renew_on_expiry(self, response: httpx.Response) -> None:
         """Access tokens are short-lived: log in again when one has expired (the caller then retries)."""
-        if response.status_code == 401 and "expired" in response.text:
-            self.log_in()
+        if response.status_code == 401:
+            response.read()  # hooks see the response before its body is read
+            if "expired" in response.text:
+                self.log_in()
 
     def _check(self, response: httpx.Response) -> Any:
         if response.status_code >= 400:
@@ -50,10 +55,50 @@ class LocardClient:
                 return dict(case)
         return dict(self._check(self.http.post("/cases", json={"reference": reference, "title": title})))
 
-    def upload(self, case_id: str, path: Path) -> dict[str, Any]:
-        with path.open("rb") as handle:
-            files = {"file": (path.name, handle, "application/octet-stream")}
-            return dict(self._check(self.http.post(f"/cases/{case_id}/evidence", files=files)))
+    def upload(self, case_id: str, path: Path, *, retry_seconds: float = 0.0,
+               on_retry: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Upload one file; see `upload_data` for the retries."""
+        def post() -> httpx.Response:
+            with path.open("rb") as handle:
+                files = {"file": (path.name, handle, "application/octet-stream")}
+                return self.http.post(f"/cases/{case_id}/evidence", files=files)
+
+        return self._with_retries(post, path.name, retry_seconds, on_retry)
+
+    def upload_data(self, case_id: str, name: str, data: bytes, *, retry_seconds: float = 0.0,
+                    on_retry: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Upload bytes as one evidence file.
+
+        For up to `retry_seconds`, a connection failure, a timeout or a 502/503/504 (the API or the object
+        store restarting) is retried with the same content. That is safe: within a case the same content is
+        one evidence item, so a retry of an upload that had in fact been taken answers with that item.
+        `on_retry` hears the reason before each retry.
+        """
+        def post() -> httpx.Response:
+            return self.http.post(f"/cases/{case_id}/evidence",
+                                  files={"file": (name, data, "application/octet-stream")})
+
+        return self._with_retries(post, name, retry_seconds, on_retry)
+
+    def _with_retries(self, post: Callable[[], httpx.Response], name: str, retry_seconds: float,
+                      on_retry: Callable[[str], None] | None) -> dict[str, Any]:
+        deadline = time.monotonic() + retry_seconds
+        delay = 0.25
+        while True:
+            try:
+                response = post()
+                expired = response.status_code == 401 and "expired" in response.text  # renewed by the hook
+                if response.status_code not in RETRYABLE_STATUS and not expired:
+                    return dict(self._check(response))
+                reason = f"HTTP {response.status_code}"
+            except httpx.TransportError as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() + delay > deadline:
+                raise ApiError(f"upload of {name} failed: {reason}")
+            if on_retry is not None:
+                on_retry(reason)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     def evidence(self, evidence_id: str) -> dict[str, Any]:
         return dict(self._check(self.http.get(f"/evidence/{evidence_id}")))
