@@ -129,12 +129,19 @@ class SeaweedServer:
     def running_pid(self) -> int | None:
         if not self.pid_file.exists():
             return None
-        pid = int(self.pid_file.read_text().strip() or 0)
+        text = self.pid_file.read_text().strip()
+        pid = int(text) if text.isdigit() else 0
+        return pid if pid > 0 and self._is_ours(pid) else None
+
+    def _is_ours(self, pid: int) -> bool:
+        """Whether `pid` is a live `weed server` of this data directory (a recycled pid is never trusted)."""
         try:
-            os.kill(pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return None
-        return pid
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return (state != "Z" and bool(argv) and Path(os.fsdecode(argv[0])).name == "weed"
+                and os.fsencode(f"-dir={self.data_dir}") in argv)
 
     def start(self, timeout: float = 60.0) -> None:
         """Start SeaweedFS in its own session (it outlives this process) and wait until S3 answers."""

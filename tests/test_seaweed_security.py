@@ -11,6 +11,8 @@ import datetime as dt
 import hashlib
 import os
 import stat
+import subprocess
+import sys
 import tomllib
 import urllib.error
 import urllib.request
@@ -299,3 +301,18 @@ def test_start_refuses_a_grpc_socket_path_held_by_another_user(tmp_path: Path) -
         assert server.running_pid() is None and planted.exists()
     finally:
         planted.unlink(missing_ok=True)
+
+
+def test_a_recycled_pid_in_the_pid_file_is_neither_trusted_nor_signalled(tmp_path: Path) -> None:
+    """A pid file naming another live program (its pid reused) must not make Locard signal that program."""
+    server = SeaweedServer(tmp_path / "seaweedfs")
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+    try:
+        server.pid_file.write_text(str(bystander.pid))
+        assert server.running_pid() is None
+        server.stop()
+        assert bystander.poll() is None  # still running: never signalled
+        assert not server.pid_file.exists()
+    finally:
+        bystander.kill()
+        bystander.wait()
