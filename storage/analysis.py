@@ -42,20 +42,25 @@ class RunOutcome:
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     duration_ms: float | None = None
+    recycle: bool = False  # the worker asks to be replaced (over its memory budget, or still large after the job)
+    page_count: int | None = None  # pages of the document (paged analyzers)
+    pages: list[int] | None = None  # [first, last]: the page range this run read
 
 
 def record_outcome(session: Session, *, job_id: int, owner: str, attempt: int, outcome: RunOutcome,
-                   retry_in: float | None = None) -> AnalysisRun | None:
+                   retry_in: float | None = None, payload: dict[str, Any] | None = None) -> AnalysisRun | None:
     """Close one attempt: record its run and, on success, its findings, fenced by the job lease.
 
     Returns None (recording nothing) when this owner no longer holds the lease, so a late or duplicate
-    result can never add findings twice.
+    result can never add findings twice. `payload`, when given, replaces the job's (a retry's bookkeeping).
+    A success replaces the analyzer's earlier findings on the item; a later page range of a document (one job
+    per range) adds to the ranges before it and replaces only what its own job recorded.
     """
     job = session.get_one(Job, job_id)
     evidence = session.get_one(Evidence, job.evidence_id)
     final_state = "succeeded" if outcome.status == "succeeded" else "failed"
     if not jobs.finish(session, job_id=job_id, owner=owner, state=final_state, error=outcome.error,
-                       retry_in=retry_in if final_state == "failed" else None):
+                       retry_in=retry_in if final_state == "failed" else None, payload=payload):
         return None
     run = AnalysisRun(evidence_id=evidence.id, job_id=job_id, analyzer=outcome.analyzer,
                       analyzer_version=outcome.analyzer_version, models=outcome.models, status=outcome.status,
@@ -64,12 +69,14 @@ def record_outcome(session: Session, *, job_id: int, owner: str, attempt: int, o
     session.add(run)
     session.flush()
     if outcome.status == "succeeded":
-        # Only one success per (evidence, analyzer) can hold the lease, but be strict anyway.
+        # Only one success per job can hold the lease, but be strict anyway.
         stale = select(Finding.id).where(Finding.evidence_id == evidence.id, Finding.analyzer == outcome.analyzer)
-        session.execute(delete(EvidenceText).where(EvidenceText.finding_id.in_(stale)))
-        session.execute(delete(FingerprintTemplate).where(FingerprintTemplate.finding_id.in_(stale)))
-        session.execute(delete(Finding).where(Finding.evidence_id == evidence.id,
-                                              Finding.analyzer == outcome.analyzer))
+        if outcome.pages is not None and outcome.pages[0] > 1:
+            stale = stale.where(Finding.run_id.in_(select(AnalysisRun.id).where(AnalysisRun.job_id == job_id)))
+        stale_ids = list(session.scalars(stale))
+        session.execute(delete(EvidenceText).where(EvidenceText.finding_id.in_(stale_ids)))
+        session.execute(delete(FingerprintTemplate).where(FingerprintTemplate.finding_id.in_(stale_ids)))
+        session.execute(delete(Finding).where(Finding.id.in_(stale_ids)))
         session.flush()
         for item in outcome.findings:
             data = dict(item.get("data", {}))
@@ -83,6 +90,7 @@ def record_outcome(session: Session, *, job_id: int, owner: str, attempt: int, o
                              action="analysed" if outcome.status == "succeeded" else "analysis_failed",
                              detail={"analyzer": outcome.analyzer, "version": outcome.analyzer_version,
                                      "run_id": run.id, "attempt": attempt, "error": outcome.error,
+                                     **({"pages": outcome.pages} if outcome.pages else {}),
                                      "findings": len(outcome.findings) if outcome.status == "succeeded" else 0,
                                      "will_retry": retry_in is not None and final_state == "failed"}))
     return run

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -191,9 +192,14 @@ def test_a_dying_worker_is_recorded_and_retried(ray_cluster: None, settings: Set
 
     _run_until_settled(Dispatcher(settings, factory, s3_store, analyzers, actor_factory=make), factory)
     runs = sorted(_runs(factory, evidence_id)["hashes"], key=lambda r: r.attempt)
-    # The first attempt dies with its worker; Ray restarts the actor, and a retry (a second one when the
-    # restart is slow under load: "temporarily unavailable") succeeds. Exactly one success, within bounds.
-    assert [r.attempt for r in runs] == list(range(1, len(runs) + 1)) and len(runs) <= settings.job_max_attempts
-    assert [r.status for r in runs] == ["failed"] * (len(runs) - 1) + ["succeeded"]
-    assert all("worker died" in (r.error or "") for r in runs[:-1])
+    # The first try dies with its worker (Ray reports it as dead, or as unreachable); Ray restarts the actor and
+    # the job waits that out, longer each time the actor is still restarting under load. None of those tries is
+    # charged as an attempt: exactly one success, however slow the restart.
+    assert [r.attempt for r in runs] == list(range(1, len(runs) + 1))
+    assert [r.status for r in runs] == ["failed"] * (len(runs) - 1) + ["succeeded"] and len(runs) >= 2
+    assert re.search(r"worker (died|stopped answering)", runs[0].error or ""), runs[0].error
+    assert all("not counted as an attempt" in (r.error or "") for r in runs[:-1])
+    with factory() as session:
+        job = session.scalars(select(Job).where(Job.evidence_id == evidence_id, Job.analyzer == "hashes")).one()
+    assert job.state == "succeeded" and job.attempts - job.payload["worker_losses"] == 1
     assert len(_findings(factory, evidence_id)["hash.cryptographic"]) == 1

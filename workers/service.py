@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from storage import checkpoints
 from storage.db import make_engine, migrate, session_factory
 from storage.objectstore import S3ObjectStore
 from storage.settings import Settings, get_settings
@@ -94,6 +95,8 @@ def main() -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # Signed checkpoints of the audit and custody chain heads, outside the record store (storage.checkpoints).
+    checkpoints.start_periodic(settings, dispatcher.factory, dispatcher.store, stop)
     try:
         dispatcher.warm_up()
         dispatcher.run(stop)

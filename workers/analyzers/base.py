@@ -1,8 +1,9 @@
 """The analyzer contract: what an analyzer accepts, what it produces, and how a run reports back.
 
 An analyzer is loaded once per Ray actor (`load`), then called for one evidence file at a time (`analyze`).
-It returns findings, or raises `AnalysisFailed` with a reason an examiner can read; any other exception is
-recorded as a failed run too, never lost.
+It returns findings, or raises `AnalysisFailed` with a reason an examiner can read (`BadInput` when the file
+cannot be decoded); any other exception is recorded as a failed run too, never lost. Each analyzer has a time
+and a memory budget per job, and a paged analyzer reads long documents as several page-range jobs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,25 @@ from typing import Any, ClassVar
 
 class AnalysisFailed(Exception):
     """The evidence could not be analysed, for a reason that is the evidence's, not the code's."""
+
+
+class BadInput(AnalysisFailed):
+    """The evidence file could not be decoded as the type it was sniffed as (corrupt, truncated, hostile)."""
+
+
+@dataclass(frozen=True)
+class PageRange:
+    """Pages `first` to `last` of a document, numbered from 1, both included."""
+
+    first: int
+    last: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.first <= self.last:
+            raise ValueError(f"not a page range: {self.first}-{self.last}")
+
+    def __len__(self) -> int:
+        return self.last - self.first + 1
 
 
 @dataclass(frozen=True)
@@ -40,6 +60,10 @@ class AnalysisLimits:
     """Resource limits that protect workers from hostile input."""
 
     max_image_pixels: int = 120_000_000
+    max_pages_per_job: int = 20
+    max_document_pages: int = 2000
+    # The pages this job reads (paged analyzers); None: the analyzer's own single-pass limit applies.
+    pages: PageRange | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +111,12 @@ class Analyzer(ABC):
     # The declared evidence kinds this analyzer runs on (None: nothing declared). Items declared fingerprints go
     # only to the analyzers that list "fingerprint": looking for cars or text on a print is wasted work.
     runs_on: ClassVar[frozenset[str | None]] = frozenset({None, "photo", "document"})
+    # Budgets of one job (settings `analyzer_time_budgets` and `analyzer_memory_budgets` override them): wall-clock
+    # seconds, and MiB the job may add to what the worker holds once loaded.
+    time_budget_seconds: ClassVar[float] = 300.0
+    memory_budget_mb: ClassVar[float] = 3072.0
+    # A paged analyzer reads documents in page ranges of at most `max_pages_per_job` pages, one job each.
+    paged: ClassVar[bool] = False
 
     def load(self) -> None:  # noqa: B027 - optional hook; model-backed analyzers override it
         """Load models and warm up; called once per worker, never in a request path."""
@@ -94,6 +124,10 @@ class Analyzer(ABC):
     def provenance(self) -> dict[str, Any]:
         """What a court needs to reproduce a result: the models (name, version, weights sha256, licence)."""
         return {}
+
+    def page_count(self, item: EvidenceFile, limits: AnalysisLimits) -> int:
+        """The number of pages of `item` (paged analyzers); raise `BadInput` when it cannot be read."""
+        return 1
 
     @classmethod
     def accepts_media(cls, media_type: str) -> bool:

@@ -16,7 +16,11 @@ How each page is read:
   when that finds a page of text (DOCUMENT_MIN_CHARS characters, or lines over DOCUMENT_MIN_AREA of the
   image), the photo is a photographed document and Tesseract reads it as one.
 
-At most MAX_PAGES pages are read; the summary says how many were skipped.
+The analyzer is paged: the worker hands it one page range per job (`AnalysisLimits.pages`, at most
+`max_pages_per_job` pages), and a long document is read as several jobs, each with its pages and a
+`text.document` summary of its range; together they are the findings of one pass over the document. Without a
+range (a direct call), at most MAX_PAGES pages are read. The summary that ends the reading says how many pages
+were skipped.
 """
 
 from __future__ import annotations
@@ -33,7 +37,16 @@ from models.ocr import OcrLine, OcrPage, TesseractOcr
 from models.scenetext import SceneTextReader
 from storage.analysis import HELD_KEY
 from workers import imaging
-from workers.analyzers.base import AnalysisFailed, AnalysisLimits, Analyzer, Artifact, EvidenceFile, FindingData
+from workers.analyzers.base import (
+    AnalysisFailed,
+    AnalysisLimits,
+    Analyzer,
+    Artifact,
+    BadInput,
+    EvidenceFile,
+    FindingData,
+    PageRange,
+)
 from workers.analyzers.registry import register
 
 PAGE_KIND = "text.page"
@@ -68,6 +81,8 @@ class OcrAnalyzer(Analyzer):
     accepts = frozenset({"image/*", "application/pdf"})
     produces = frozenset({PAGE_KIND, DOCUMENT_KIND})
     num_cpus = 1.0
+    paged = True
+    time_budget_seconds = 900.0  # a range of scanned pages, each read in up to four languages
 
     def __init__(self) -> None:
         self.tesseract = TesseractOcr()
@@ -81,17 +96,32 @@ class OcrAnalyzer(Analyzer):
         return {"tesseract": self.tesseract.provenance(), "scene_text": self.scene.provenance(),
                 "pdf": _pdfium_version()}
 
+    def page_count(self, item: EvidenceFile, limits: AnalysisLimits) -> int:
+        """Pages of a PDF or TIFF; other images are one page (their frames are read together)."""
+        if item.media_type == "application/pdf":
+            pdf = _open_pdf(item.path)
+            try:
+                return len(pdf)
+            finally:
+                pdf.close()
+        return _frame_count(item.path, limits) if item.media_type == "image/tiff" else 1
+
     def analyze(self, item: EvidenceFile, limits: AnalysisLimits) -> list[FindingData]:
         if item.media_type == "application/pdf":
             pages, total = self._pdf(item.path, limits)
         else:
             pages, total = self._image(item, limits)
+        selected = _selected(total, limits)
         findings = [_page_finding(page) for page in pages]
         languages = Counter(page.page.language for page in pages if page.page.language and page.page.text.strip())
         engines = Counter(page.page.engine for page in pages)
+        # Pages no range reads: reported once, by the range that ends the reading.
+        cap = min(total, limits.max_document_pages if limits.pages else MAX_PAGES)
+        skipped = total - cap if selected.last >= cap else 0
         findings.append(FindingData(
             kind=DOCUMENT_KIND, label=f"{len(pages)} page(s), {sum(len(p.page.text) for p in pages)} characters",
-            data={"pages": total, "pages_read": len(pages), "pages_skipped": total - len(pages),
+            data={"pages": total, "first_page": selected.first, "last_page": selected.last,
+                  "pages_read": len(pages), "pages_skipped": skipped,
                   "pages_with_text": sum(1 for page in pages if page.page.text.strip()),
                   "languages": dict(languages), "engines": dict(engines),
                   "characters": sum(len(page.page.text) for page in pages)}))
@@ -99,16 +129,17 @@ class OcrAnalyzer(Analyzer):
 
     # -- images -------------------------------------------------------------------------------------
     def _image(self, item: EvidenceFile, limits: AnalysisLimits) -> tuple[list[PageText], int]:
-        is_tiff = item.media_type == "image/tiff"
-        frames = imaging.load_frames(item.path, limits.max_image_pixels,
-                                     max_frames=MAX_PAGES if is_tiff else MAX_IMAGE_FRAMES)
-        total = _frame_count(item.path, limits) if is_tiff else len(frames)
-        document = is_tiff or item.declared_kind == "document"
+        if item.media_type == "image/tiff":
+            total = _frame_count(item.path, limits)
+            return [PageText(number, self.tesseract.read_page(pixels))
+                    for number, pixels in _tiff_pages(item.path, _selected(total, limits), limits)], total
+        frames = imaging.load_frames(item.path, limits.max_image_pixels, max_frames=MAX_IMAGE_FRAMES)
+        document = item.declared_kind == "document"
         pages = []
         for number, frame in enumerate(frames, start=1):
             page = self.tesseract.read_page(frame.pixels) if document else self._photo(frame.pixels)
             pages.append(PageText(number, page))
-        return pages, total
+        return pages, len(frames)
 
     def _photo(self, pixels: np.ndarray) -> OcrPage:
         scene = self.scene.predict(pixels)
@@ -118,18 +149,18 @@ class OcrAnalyzer(Analyzer):
     def _pdf(self, path: Path, limits: AnalysisLimits) -> tuple[list[PageText], int]:
         import pypdfium2 as pdfium
 
-        try:
-            pdf = pdfium.PdfDocument(str(path))
-        except pdfium.PdfiumError as exc:
-            reason = "it is encrypted (password protected)" if "password" in str(exc).lower() else str(exc)
-            raise AnalysisFailed(f"the PDF cannot be opened: {reason}") from exc
+        pdf = _open_pdf(path)
         try:
             total = len(pdf)
             pages = []
-            for index in range(min(total, MAX_PAGES)):
-                page = pdf[index]
+            for number in range(_selected(total, limits).first, _selected(total, limits).last + 1):
                 try:
-                    pages.append(PageText(index + 1, self._pdf_page(page, limits)))
+                    page = pdf[number - 1]
+                except pdfium.PdfiumError as exc:
+                    raise BadInput(f"the file could not be read as a PDF: page {number} of {total} cannot be "
+                                   f"loaded ({exc}; a broken or cyclic page tree)") from exc
+                try:
+                    pages.append(PageText(number, self._pdf_page(page, limits)))
                 finally:
                     page.close()
             return pages, total
@@ -172,9 +203,47 @@ def _is_document(scene: OcrPage) -> bool:
     return characters >= DOCUMENT_MIN_CHARS or (share >= DOCUMENT_MIN_AREA and many_lines)
 
 
+def _selected(total: int, limits: AnalysisLimits) -> PageRange:
+    """The pages this job reads: its range (within the document), or the first MAX_PAGES."""
+    if limits.pages is None:
+        return PageRange(1, max(1, min(total, MAX_PAGES)))
+    if limits.pages.first > max(total, 1):
+        raise AnalysisFailed(f"pages {limits.pages.first}-{limits.pages.last} are past the end of the document "
+                             f"({total} pages)")
+    return PageRange(limits.pages.first, min(limits.pages.last, max(total, 1)))
+
+
+def _open_pdf(path: Path) -> Any:
+    import pypdfium2 as pdfium
+
+    try:
+        return pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError as exc:
+        reason = "it is encrypted (password protected)" if "password" in str(exc).lower() else str(exc)
+        raise BadInput(f"the PDF cannot be opened: {reason}") from exc
+
+
 def _frame_count(path: Path, limits: AnalysisLimits) -> int:
     with imaging.open_image_limited(path, limits.max_image_pixels) as image:
-        return int(getattr(image, "n_frames", 1))
+        try:
+            return int(getattr(image, "n_frames", 1))
+        except imaging.DECODE_ERRORS as exc:
+            raise BadInput(f"the file could not be read as a TIFF image: its pages cannot be counted ({exc})") from exc
+
+
+def _tiff_pages(path: Path, pages: PageRange, limits: AnalysisLimits) -> list[tuple[int, np.ndarray]]:
+    """The decoded, upright RGB pixels of pages `pages` of a multi-page TIFF, seeking past the others."""
+    read = []
+    with imaging.open_image_limited(path, limits.max_image_pixels) as image:
+        for number in range(pages.first, pages.last + 1):
+            try:
+                image.seek(number - 1)
+            except imaging.DECODE_ERRORS as exc:
+                raise BadInput(f"the file could not be read as a TIFF image: page {number} ({exc})") from exc
+            imaging.decode(image)
+            read.append((number, np.ascontiguousarray(np.asarray(imaging.to_rgb(imaging.upright(image)),
+                                                                 dtype=np.uint8))))
+    return read
 
 
 def _layer_lines(textpage: Any, page_height: float) -> list[OcrLine]:
