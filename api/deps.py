@@ -123,8 +123,8 @@ def hidden_cases(session: Session, principal: Principal, case_ids: Sequence[str]
     return [case_id for case_id in wanted if case_id not in allowed]
 
 
-def load_case(request: Request, session: SessionDep, principal: CurrentPrincipal,
-              case_id: Annotated[str, Path(max_length=64)]) -> Case:
+def visible_case_or_404(request: Request, session: Session, principal: Principal, case_id: str) -> Case:
+    """The case, noted in the request's audit entry; 404 (the same as a missing case) when hidden from the caller."""
     case = records.get_case(session, case_id=case_id)
     if case is None or not case_visible(session, principal, case.id):
         raise Problem(404, "Case not found", f"There is no case {case_id}.")
@@ -132,6 +132,11 @@ def load_case(request: Request, session: SessionDep, principal: CurrentPrincipal
     if note is not None:
         note.case_id = case.id
     return case
+
+
+def load_case(request: Request, session: SessionDep, principal: CurrentPrincipal,
+              case_id: Annotated[str, Path(max_length=64)]) -> Case:
+    return visible_case_or_404(request, session, principal, case_id)
 
 
 def visible_evidence(session: Session, principal: Principal, evidence_id: str) -> Evidence | None:

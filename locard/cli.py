@@ -118,7 +118,7 @@ def _audit_settings(settings: Settings) -> Settings:
         return settings
     update: dict[str, object] = {}
     if not settings.audit_key.get_secret_value() and state.audit_key:
-        update["audit_key"] = state.audit_key
+        update["audit_key"] = SecretStr(state.audit_key)
     if not settings.s3_access_key:
         config = EmbeddedStack(settings).seaweed.config
         update.update(s3_endpoint=config.s3_endpoint, s3_access_key=config.access_key,

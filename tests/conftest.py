@@ -15,6 +15,7 @@ from storage.db import make_engine, migrate, session_factory
 from storage.objectstore import S3ObjectStore
 from storage.seaweed import SeaweedServer
 from storage.settings import Settings
+from tests.throttle_clock import Clock, freeze
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "token")
@@ -95,3 +96,9 @@ def settings(tmp_path: Path, database_url: str, seaweed: SeaweedServer, s3_store
                     webhook_token="test-webhook-token-0123456789", sweep_interval_seconds=0.5,
                     job_lease_seconds=5, worker_restart_seconds=3, ray_num_cpus=2,
                     token_secret=TEST_TOKEN_SECRET, audit_key=TEST_AUDIT_KEY)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """The login throttle's clock, frozen; the test moves it (`clock.advance(seconds)`)."""
+    return freeze(monkeypatch)

@@ -175,10 +175,13 @@ def flate_bomb_pdf(inflated_bytes: int) -> bytes:
 
 
 def _zip(members: dict[str, bytes]) -> bytes:
+    """A ZIP archive with a fixed timestamp on every member, so the corpus is the same byte for byte."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for member, content in members.items():
-            archive.writestr(member, content)
+            info = zipfile.ZipInfo(member, date_time=(2026, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, content)
     return buffer.getvalue()
 
 

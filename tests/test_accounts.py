@@ -29,10 +29,11 @@ from api.principal import ROLES as API_ROLES
 from api.problems import install_problem_handlers
 from api.routes import admin, auth
 from api.security import AuthenticationFailed, authenticate, issue_access_token
-from storage import accounts, logins, records
+from storage import accounts, records
 from storage.accounts import ApiKey, LoginRefused, RefreshToken, User
 from storage.logins import LoginThrottle
 from storage.settings import Settings
+from tests.throttle_clock import Clock
 
 PASSWORD = "Correct-Horse-42"
 SECRET = "a3f9c1e7b2d84f6a9e0c5b1d7f3a8e2c"
@@ -50,26 +51,6 @@ def _settings(database_url: str = "sqlite://", **extra: Any) -> Settings:
 @pytest.fixture
 def cfg(database_url: str) -> Settings:
     return _settings(database_url)
-
-
-class Clock:
-    """The throttle's clock, moved by the test: attempts made "at once" happen at the same instant."""
-
-    def __init__(self) -> None:
-        self.now = accounts.utcnow()
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    frozen = Clock()
-    monkeypatch.setattr(logins, "utcnow", frozen)
-    return frozen
 
 
 def _user(factory: sessionmaker[Session], username: str = "Alice", roles: tuple[str, ...] = (INVESTIGATOR,),

@@ -459,3 +459,19 @@ def test_the_worker_services_checkpointer_creates_its_bucket_and_writes(world: W
     assert not thread.is_alive()
     [made] = sink.newest("audit", KEY)
     assert (made.checkpoint.last_id, made.checkpoint.last_hash) == (7, world.hash_of("audit", 7))
+
+
+def test_the_cli_takes_the_embedded_stacks_audit_key_and_s3_identity(tmp_path: Path) -> None:
+    """`locard audit verify` on an embedded stack needs no LOCARD_AUDIT_KEY: it reads the stack's own."""
+    from locard.stack import StackState
+
+    home = tmp_path / "home"
+    home.mkdir()
+    state = StackState(api_url="http://127.0.0.1:1", api_port=1, webhook_token="w" * 32, s3_endpoint="127.0.0.1:2",
+                       audit_key="stack-audit-key-" + uuid.uuid4().hex)
+    state.save(home)
+    bare = Settings(_env_file=None, home=home, environment="development",  # type: ignore[call-arg]
+                    audit_key="", s3_access_key="")
+    completed = cli._audit_settings(bare)
+    assert completed.chain_key == state.audit_key.encode()
+    assert completed.s3_access_key and completed.s3_secret_key.get_secret_value()

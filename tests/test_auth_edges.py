@@ -21,12 +21,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.main import create_app
 from api.principal import ADMINISTRATOR, CASE_DATA_ROLES, INVESTIGATOR, SUPERVISOR, Principal
 from api.principal_cache import PrincipalCache
-from storage import accounts, audit, logins
+from storage import accounts, audit
 from storage.accounts import LoginRefused, User
 from storage.fakes import MemoryObjectStore
 from storage.logins import LoginThrottle
 from storage.settings import Settings
 from tests.api_helpers import V1, account
+from tests.throttle_clock import Clock
 
 PASSWORD = "Correct-Horse-42"
 WRONG = "Wrong-Password-9"
@@ -38,26 +39,6 @@ def _settings(database_url: str, home: Path, **extra: Any) -> Settings:
     values: dict[str, Any] = {"environment": "test", "database_url": database_url, "home": home,
                               "token_secret": SECRET, "audit_key": AUDIT_KEY, **extra}
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
-
-
-class Clock:
-    """The throttle's clock, moved by the test: attempts made "at once" happen at the same instant."""
-
-    def __init__(self) -> None:
-        self.now = accounts.utcnow()
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    frozen = Clock()
-    monkeypatch.setattr(logins, "utcnow", frozen)
-    return frozen
 
 
 @pytest.fixture

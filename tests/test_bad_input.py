@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.objectstore import S3ObjectStore
 from storage.settings import Settings
+from tests.hostile_files import pdf_from_objects
 from tests.worker_helpers import ingest, jobs_of, new_case, runs_of, step_until_settled
 from workers.actor import AnalyzerWorker
 from workers.analyzers import registry
@@ -43,18 +44,9 @@ def one_pixel_png(path: Path) -> Path:
 
 def cyclic_pdf(path: Path) -> Path:
     """A PDF, written by hand, whose page tree loops: the only Pages node below the root lists the root as a kid."""
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-               b"<< /Type /Pages /Parent 2 0 R /Kids [2 0 R] /Count 1 >>"]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    path.write_bytes(bytes(out))
+    path.write_bytes(pdf_from_objects([b"<< /Type /Catalog /Pages 2 0 R >>",
+                                       b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                                       b"<< /Type /Pages /Parent 2 0 R /Kids [2 0 R] /Count 1 >>"]))
     return path
 
 

@@ -25,6 +25,7 @@ from api.deps import (
     StoreDep,
     case_visible,
     findings_for,
+    visible_case_or_404,
     visible_evidence,
 )
 from api.problems import Problem
@@ -94,13 +95,7 @@ async def upload_evidence(request: Request, response: Response, case_id: Annotat
 def _upload_case(request: Request, principal: Principal, case_id: str) -> Case:
     """The case an upload goes to, read in a transaction of its own (404 when hidden from the caller)."""
     with request.app.state.session_factory() as session, session.begin():
-        case = records.get_case(session, case_id=case_id)
-        if case is None or not case_visible(session, principal, case.id):
-            raise Problem(404, "Case not found", f"There is no case {case_id}.")
-    note = note_of(request)
-    if note is not None:
-        note.case_id = case.id
-    return case
+        return visible_case_or_404(request, session, principal, case_id)
 
 
 def _write_note(request: Request, session: Session) -> None:
