@@ -27,6 +27,7 @@ from api.principal_cache import PrincipalCache
 from api.problems import problem_response
 from api.security import AuthenticationFailed, authenticate, credential_of, still_valid
 from storage import audit, matching, records
+from storage.db import reading
 from storage.settings import Settings
 
 log = logging.getLogger("locard.access")
@@ -166,7 +167,7 @@ class AccessMiddleware:
 
     @staticmethod
     def _still_valid(request: Request, principal: Principal) -> bool:
-        with request.app.state.session_factory() as session:
+        with reading(request.app.state.session_factory) as session:  # on SQLite: no write lock for a read
             return still_valid(session, principal)
 
     @staticmethod
