@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from evaluation.bench_ingest import BenchmarkError, source_photos
 from locard.client import LocardClient
+from storage.db import reading
 from storage.jobs import LOSSES_KEY
 from storage.schema import AnalysisRun, CustodyEvent, Evidence, EvidenceObject, Job
 
@@ -83,7 +84,7 @@ def wait_terminal(factory: Any, case_id: str, timeout: float) -> float:
     """Seconds until every job of the case's evidence is terminal (bounded by `timeout`)."""
     begun = time.monotonic()
     while time.monotonic() - begun < timeout:
-        with factory() as session:
+        with reading(factory) as session:
             open_jobs = session.scalar(select(Job.id).join(Evidence, Evidence.id == Job.evidence_id).where(
                 Evidence.case_id == case_id, Job.state.not_in(TERMINAL)).limit(1))
         if open_jobs is None:
@@ -94,7 +95,7 @@ def wait_terminal(factory: Any, case_id: str, timeout: float) -> float:
 
 def check(factory: Any, client: LocardClient, case_id: str, uploads: list[Upload]) -> dict[str, Any]:
     """The must-be-zero numbers, from the record store and the API, with the first offenders of each."""
-    with factory() as session:
+    with reading(factory) as session:
         items = session.scalars(select(Evidence).where(Evidence.case_id == case_id)).all()
         ids = [item.id for item in items]
         custody = {(e, a) for e, a in session.execute(select(CustodyEvent.evidence_id, CustodyEvent.action)

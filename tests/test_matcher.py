@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+import sqlite3
 import uuid
 
+import pytest
+from sqlalchemy import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.fingerprint_index import FingerprintIndex
 from storage import analysis, jobs, matching, records
 from storage.analysis import HELD_KEY, RunOutcome
 from storage.db import transaction
@@ -92,3 +96,32 @@ def test_matcher_answers_verifications_and_searches(factory: sessionmaker[Sessio
         session.delete(late_template)
     assert "has no fingerprint template" in matcher.run(stale_request)["error"]
     assert "does not exist" in matcher.run(str(uuid.uuid4()))["error"]
+
+
+
+def test_building_the_gallery_does_not_hold_writers_back(factory: sessionmaker[Session], settings: Settings,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite: the gallery is read in a transaction that takes no write lock, so uploads and the audit log go on
+    while a large gallery is indexed. Mid-build, another connection must get the write lock without waiting."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite":
+        pytest.skip("PostgreSQL readers never hold writers back")
+    with transaction(factory) as session:
+        case = records.create_case(session, reference="2026-0701", title="t", description="", created_by="t")
+    _print(factory, case, extracted_iso(11, 0))
+    took_lock: list[bool] = []
+    original = FingerprintIndex.add
+
+    def add_and_write(index: FingerprintIndex, template_id: str, iso: bytes) -> None:
+        other = sqlite3.connect(str(url.database), timeout=0.5, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # "database is locked" while the matcher's read holds the lock
+            other.execute("ROLLBACK")
+            took_lock.append(True)
+        finally:
+            other.close()
+        original(index, template_id, iso)
+
+    monkeypatch.setattr(FingerprintIndex, "add", add_and_write)
+    matcher = FingerprintMatcher(settings)
+    assert matcher.gallery_size() == 1 and took_lock == [True]

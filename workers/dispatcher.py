@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage import analysis, intake, jobs, matching
 from storage.analysis import RunOutcome
-from storage.db import transaction
+from storage.db import reading, transaction
 from storage.objectstore import ObjectStore, ObjectStoreError
 from storage.schema import Evidence, Finding, Job, utcnow
 from storage.settings import Settings
@@ -206,7 +206,7 @@ class Dispatcher:
                                             status="failed", retryable=False,
                                             error=f"analyzer {job.analyzer!r} is not deployed"))
                 continue
-            with self.factory() as session:
+            with reading(self.factory) as session:
                 evidence = session.get_one(Evidence, job.evidence_id)
                 ref = {"id": evidence.id, "bucket": evidence.bucket, "object_key": evidence.object_key,
                        "version_id": evidence.version_id, "sha256": evidence.sha256,

@@ -16,7 +16,7 @@ from typing import Any
 
 from models.fingerprint_index import FingerprintIndex
 from storage import matching
-from storage.db import make_engine, session_factory
+from storage.db import make_engine, reading, session_factory
 from storage.schema import MatchRequest
 from storage.settings import Settings
 
@@ -45,7 +45,7 @@ class FingerprintMatcher:
     def refresh(self) -> int:
         """Add the templates recorded since the last refresh; returns how many."""
         added = 0
-        with self.factory() as session:
+        with reading(self.factory) as session:
             while batch := matching.templates_after(session, after_id=self.watermark, limit=REFRESH_BATCH):
                 for template in batch:
                     self.index.add(str(template.id), template.iso)
@@ -60,7 +60,7 @@ class FingerprintMatcher:
     def run(self, request_id: str) -> dict[str, Any]:
         """Answer one request: {"result": ...} or {"error": reason}."""
         try:
-            with self.factory() as session:
+            with reading(self.factory) as session:
                 request = session.get(MatchRequest, request_id)
                 if request is None:
                     return {"error": f"match request {request_id} does not exist"}
@@ -74,7 +74,7 @@ class FingerprintMatcher:
             return {"error": str(exc)}
 
     def _template(self, evidence_id: str) -> tuple[int, bytes, int]:
-        with self.factory() as session:
+        with reading(self.factory) as session:
             template = matching.template_of(session, evidence_id=evidence_id)
             if template is None:
                 raise MatchFailed(f"evidence {evidence_id} has no fingerprint template (any more)")
@@ -100,7 +100,7 @@ class FingerprintMatcher:
         wanted = limit if case_ids is None else max(limit * 4, 100)
         found = self.index.search(probe_iso, limit=wanted, rerank=self.settings.fingerprint_search_rerank,
                                   exclude=own)
-        with self.factory() as session:
+        with reading(self.factory) as session:
             described = matching.describe_templates(session, template_ids=[int(c.template_id) for c in found])
         threshold = self.settings.fingerprint_match_threshold
         candidates = []
