@@ -19,12 +19,10 @@ import sys
 import uuid
 from pathlib import Path
 
-from pydantic import SecretStr
-
 from locard import users
 from locard.client import ApiError, LocardClient
 from locard.report import summarise
-from locard.stack import EmbeddedStack, StackError, StackState
+from locard.stack import EmbeddedStack, StackError, StackState, with_stack_identity
 from storage import checkpoints
 from storage.db import make_engine, reading, session_factory
 from storage.objectstore import ObjectStoreError, S3ObjectStore
@@ -111,28 +109,13 @@ def _direct_upload(settings: Settings, case: dict[str, str], path: Path, client:
     raise ApiError(f"{key} was not picked up by intake within 120s")
 
 
-def _audit_settings(settings: Settings) -> Settings:
-    """`settings` completed from the embedded stack (its audit key and S3 identity) where they are not set."""
-    state = StackState.load(settings.home.expanduser().resolve())
-    if state is None:
-        return settings
-    update: dict[str, object] = {}
-    if not settings.audit_key.get_secret_value() and state.audit_key:
-        update["audit_key"] = SecretStr(state.audit_key)
-    if not settings.s3_access_key:
-        config = EmbeddedStack(settings).seaweed.config
-        update.update(s3_endpoint=config.s3_endpoint, s3_access_key=config.access_key,
-                      s3_secret_key=SecretStr(config.secret_key))
-    return settings.model_copy(update=update)
-
-
 def verify_chains(settings: Settings) -> int:
     """Recompute the HMAC chains of the audit log and the chain of custody, each against its newest signed
     checkpoint (`storage.checkpoints`); 1 when either is broken or a checkpoint is refused.
 
     The key is LOCARD_AUDIT_KEY, or the embedded stack's own (in its stack.json) when that is not set.
     """
-    settings = _audit_settings(settings)
+    settings = with_stack_identity(settings)
     engine = make_engine(settings.effective_database_url)
     try:
         sinks = checkpoints.sinks_for(settings, S3ObjectStore.from_settings(settings))
@@ -150,7 +133,7 @@ def verify_chains(settings: Settings) -> int:
 
 def write_checkpoints(settings: Settings) -> int:
     """Verify both chains past their newest checkpoints and write a signed checkpoint of each; 1 if refused."""
-    settings = _audit_settings(settings)
+    settings = with_stack_identity(settings)
     engine = make_engine(settings.effective_database_url)
     try:
         sinks = checkpoints.sinks_for(settings, S3ObjectStore.from_settings(settings), create=True)

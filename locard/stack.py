@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from locard import processes
@@ -376,3 +377,19 @@ def _read_from(path: Path, offset: int) -> bytes:
     with path.open("rb") as handle:
         handle.seek(offset)
         return handle.read()
+
+
+def with_stack_identity(settings: Settings) -> Settings:
+    """`settings` completed from this home's embedded stack (its audit key and S3 identity) where they are not set,
+    for the commands that work on the record store and buckets directly (`locard audit`, `locard users`)."""
+    state = StackState.load(settings.home.expanduser().resolve())
+    if state is None:
+        return settings
+    update: dict[str, object] = {}
+    if not settings.audit_key.get_secret_value() and state.audit_key:
+        update["audit_key"] = SecretStr(state.audit_key)
+    if not settings.s3_access_key:
+        config = EmbeddedStack(settings).seaweed.config
+        update.update(s3_endpoint=config.s3_endpoint, s3_access_key=config.access_key,
+                      s3_secret_key=SecretStr(config.secret_key))
+    return settings.model_copy(update=update)

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from locard.stack import StackState
+from locard.stack import with_stack_identity
 from storage import accounts, audit
 from storage.db import make_engine, migrate, session_factory, transaction
 from storage.settings import Settings
@@ -91,14 +91,6 @@ def operating_system_user() -> str:
         return "unknown"
 
 
-def _chain_key(settings: Settings) -> bytes:
-    """LOCARD_AUDIT_KEY, or the embedded stack's own key when that is not set (as `locard audit verify`)."""
-    state = StackState.load(settings.home.expanduser().resolve())
-    if not settings.audit_key.get_secret_value() and state is not None and state.audit_key:
-        return state.audit_key.encode()
-    return settings.chain_key
-
-
 def _user(session: Session, name: str) -> accounts.User:
     user = accounts.get_user_by_name(session, username=name)
     if user is None:
@@ -161,7 +153,7 @@ def run(args: argparse.Namespace, settings: Settings, say: Say) -> int:
     engine = make_engine(settings.effective_database_url)
     try:
         migrate(engine)  # the first administrator may be made before the API has ever started
-        factory = session_factory(engine, chain_key=_chain_key(settings))
+        factory = session_factory(engine, chain_key=with_stack_identity(settings).chain_key)
         try:
             with transaction(factory) as session:
                 outcome = _act(session, args, password, actor)

@@ -44,6 +44,13 @@ class IntakeResult:
     created: bool
 
 
+@dataclass(frozen=True)
+class IntakeRefusal:
+    """An object version intake refused to take in (it stays in the bucket), with the reason."""
+
+    reason: str
+
+
 def safe_filename(name: str | None) -> str:
     """A file name that is safe as the last part of an object key."""
     base = (name or "evidence").replace("\\", "/").rsplit("/", 1)[-1]
@@ -291,12 +298,12 @@ def case_for_key(session: Session, key: str, *, inbox_reference: str, actor: str
 
 def process_intake(session: Session, store: ObjectStore, *, record: dict[str, Any], actor: str,
                    inbox_reference: str, max_bytes: int, max_attempts: int = 3,
-                   workdir: Path | None = None) -> IntakeResult | None:
+                   workdir: Path | None = None) -> IntakeResult | IntakeRefusal | None:
     """Hash an object that arrived in the bucket and record it as evidence (or as a duplicate of one).
 
     The object is read before the first query, so no transaction is held while it is downloaded. A second
     version under a single-use presigned grant is refused: it is recorded as rejected, noted in the custody of
-    the item the grant produced, and its intake job is failed with the reason (it stays in the bucket).
+    the item the grant produced, and answered with an `IntakeRefusal` (its intake job fails with the reason).
     """
     parsed = parse_object_created(record)
     if parsed is None:
@@ -317,8 +324,7 @@ def process_intake(session: Session, store: ObjectStore, *, record: dict[str, An
     grant = session.scalar(select(IntakeClaim).where(IntakeClaim.bucket == bucket, IntakeClaim.object_key == key))
     if grant is not None:
         if not _take_grant(session, grant, version_id):
-            _refuse_version(session, grant, actor=actor, sha256=sha256, size=size, **location)
-            return None
+            return IntakeRefusal(_refuse_version(session, grant, actor=actor, sha256=sha256, size=size, **location))
         principal = grant.actor  # the one the upload was granted to
     case = case_for_key(session, key, inbox_reference=inbox_reference, actor=actor)
     duplicate = find_duplicate(session, case_id=case.id, sha256=sha256)
@@ -361,7 +367,8 @@ def _take_grant(session: Session, grant: IntakeClaim, version_id: str) -> bool:
 
 
 def _refuse_version(session: Session, grant: IntakeClaim, *, bucket: str, key: str, version_id: str, actor: str,
-                    sha256: str, size: int) -> None:
+                    sha256: str, size: int) -> str:
+    """Record a refused second version (rows and custody); the reason."""
     what = "presigned upload grant" if grant.kind == "presigned" else "API upload's key"
     reason = (f"second object version under a single-use {what}: {bucket}/{key} version {grant.version_id} "
               f"was taken in for {grant.actor}; version {version_id} (SHA-256 {sha256}) is not evidence and "
@@ -372,9 +379,7 @@ def _refuse_version(session: Session, grant: IntakeClaim, *, bucket: str, key: s
         _custody(session, grant.evidence_id, actor, "second_version_refused", bucket=bucket, key=key,
                  version_id=version_id, sha256=sha256, size=size, grant=grant.id, granted_to=grant.actor,
                  reason=reason)
-    session.execute(update(Job).where(Job.kind == "intake", Job.dedupe_key == f"intake:{bucket}/{key}@{version_id}")
-                    .values(state="failed", last_error=f"IntakeRefused: {reason}", lease_owner=None,
-                            lease_expires_at=None, updated_at=utcnow()))
+    return reason
 
 
 def sweep(session: Session, store: ObjectStore, *, principal: str, max_attempts: int = 3) -> int:

@@ -118,11 +118,8 @@ class S3ObjectStore:
 
     def ensure_buckets(self) -> None:
         """Create the evidence bucket (versioned, object lock, default retention) and the derived bucket."""
+        self.ensure_locked_bucket(self.evidence_bucket)
         try:
-            if not self.client.bucket_exists(self.evidence_bucket):
-                self.client.make_bucket(self.evidence_bucket, object_lock=True)
-            self.client.set_object_lock_config(
-                self.evidence_bucket, ObjectLockConfig(self.retention_mode, self.retention_days, DAYS))
             if not self.client.bucket_exists(self.derived_bucket):
                 self.client.make_bucket(self.derived_bucket)
                 self.client.set_bucket_versioning(self.derived_bucket, VersioningConfig(ENABLED))
@@ -209,7 +206,7 @@ class S3ObjectStore:
 
     # -- write-once records outside the evidence bucket (signed audit checkpoints) ------------------------
     def ensure_locked_bucket(self, bucket: str) -> None:
-        """Create `bucket` (versioned, object lock) with the evidence bucket's default retention."""
+        """Create `bucket` (versioned, object lock) with the default retention: the evidence bucket, checkpoints."""
         try:
             if not self.client.bucket_exists(bucket):
                 self.client.make_bucket(bucket, object_lock=True)

@@ -33,7 +33,7 @@ from storage import accounts, records
 from storage.accounts import ApiKey, LoginRefused, RefreshToken, User
 from storage.logins import LoginThrottle
 from storage.settings import Settings
-from tests.throttle_clock import Clock
+from tests.throttle_clock import Clock, attempt_login
 
 PASSWORD = "Correct-Horse-42"
 SECRET = "a3f9c1e7b2d84f6a9e0c5b1d7f3a8e2c"
@@ -62,13 +62,7 @@ def _user(factory: sessionmaker[Session], username: str = "Alice", roles: tuple[
 
 def _login(factory: sessionmaker[Session], cfg: Settings, username: str = "alice", password: str = PASSWORD,
            client: str = "10.0.0.1") -> User | LoginRefused:
-    """One login attempt in its own transaction, committed even when refused (as the token endpoint does)."""
-    with factory() as session, session.begin():
-        try:
-            return accounts.verify_password(session, username=username, password=password, client=client,
-                                            settings=cfg)
-        except LoginRefused as exc:
-            return exc
+    return attempt_login(factory, cfg, username=username, password=password, client=client)
 
 
 # --- users and passwords ------------------------------------------------------------------------------------------

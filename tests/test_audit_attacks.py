@@ -463,7 +463,7 @@ def test_the_worker_services_checkpointer_creates_its_bucket_and_writes(world: W
 
 def test_the_cli_takes_the_embedded_stacks_audit_key_and_s3_identity(tmp_path: Path) -> None:
     """`locard audit verify` on an embedded stack needs no LOCARD_AUDIT_KEY: it reads the stack's own."""
-    from locard.stack import StackState
+    from locard.stack import StackState, with_stack_identity
 
     home = tmp_path / "home"
     home.mkdir()
@@ -472,6 +472,6 @@ def test_the_cli_takes_the_embedded_stacks_audit_key_and_s3_identity(tmp_path: P
     state.save(home)
     bare = Settings(_env_file=None, home=home, environment="development",  # type: ignore[call-arg]
                     audit_key="", s3_access_key="")
-    completed = cli._audit_settings(bare)
+    completed = with_stack_identity(bare)
     assert completed.chain_key == state.audit_key.encode()
     assert completed.s3_access_key and completed.s3_secret_key.get_secret_value()

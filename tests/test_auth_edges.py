@@ -27,7 +27,7 @@ from storage.fakes import MemoryObjectStore
 from storage.logins import LoginThrottle
 from storage.settings import Settings
 from tests.api_helpers import V1, account
-from tests.throttle_clock import Clock
+from tests.throttle_clock import Clock, attempt_login
 
 PASSWORD = "Correct-Horse-42"
 WRONG = "Wrong-Password-9"
@@ -64,12 +64,7 @@ def _user(factory: sessionmaker[Session], name: str = "alice", roles: tuple[str,
 
 def _login(factory: sessionmaker[Session], cfg: Settings, *, username: str = "alice", password: str = WRONG,
            client: str = "10.0.0.1") -> User | LoginRefused:
-    with factory() as session, session.begin():
-        try:
-            return accounts.verify_password(session, username=username, password=password, client=client,
-                                            settings=cfg)
-        except LoginRefused as exc:
-            return exc
+    return attempt_login(factory, cfg, username=username, password=password, client=client)
 
 
 def _at_once(count: int, attempt: Callable[[int], Any]) -> list[Any]:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import base64
 import sqlite3
 import uuid
+from pathlib import Path
 
 import pytest
-from sqlalchemy import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.fingerprint_index import FingerprintIndex
 from storage import analysis, jobs, matching, records
 from storage.analysis import HELD_KEY, RunOutcome
-from storage.db import transaction
+from storage.db import make_engine, migrate, session_factory, transaction
 from storage.schema import Case, Evidence
 from storage.settings import Settings
+from tests.conftest import TEST_AUDIT_KEY, TEST_TOKEN_SECRET
 from tests.fingerprint_samples import extracted_iso
 from workers.matcher import FingerprintMatcher
 
@@ -99,13 +100,16 @@ def test_matcher_answers_verifications_and_searches(factory: sessionmaker[Sessio
 
 
 
-def test_building_the_gallery_does_not_hold_writers_back(factory: sessionmaker[Session], settings: Settings,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite: the gallery is read in a transaction that takes no write lock, so uploads and the audit log go on
-    while a large gallery is indexed. Mid-build, another connection must get the write lock without waiting."""
-    url = make_url(settings.database_url)
-    if url.get_backend_name() != "sqlite":
-        pytest.skip("PostgreSQL readers never hold writers back")
+def test_building_the_gallery_does_not_hold_writers_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite (where a transaction can hold the one write lock; PostgreSQL readers never block writers): the gallery
+    is read without the write lock, so uploads and the audit log go on while a large gallery is indexed.
+    Mid-build, another connection must get the write lock without waiting."""
+    path = tmp_path / "locard.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    factory = session_factory(engine, chain_key=TEST_AUDIT_KEY.encode())
+    settings = Settings(_env_file=None, environment="test", home=tmp_path,  # type: ignore[call-arg]
+                        database_url=f"sqlite:///{path}", token_secret=TEST_TOKEN_SECRET, audit_key=TEST_AUDIT_KEY)
     with transaction(factory) as session:
         case = records.create_case(session, reference="2026-0701", title="t", description="", created_by="t")
     _print(factory, case, extracted_iso(11, 0))
@@ -113,7 +117,7 @@ def test_building_the_gallery_does_not_hold_writers_back(factory: sessionmaker[S
     original = FingerprintIndex.add
 
     def add_and_write(index: FingerprintIndex, template_id: str, iso: bytes) -> None:
-        other = sqlite3.connect(str(url.database), timeout=0.5, isolation_level=None)
+        other = sqlite3.connect(str(path), timeout=0.5, isolation_level=None)
         try:
             other.execute("BEGIN IMMEDIATE")  # "database is locked" while the matcher's read holds the lock
             other.execute("ROLLBACK")
@@ -125,3 +129,4 @@ def test_building_the_gallery_does_not_hold_writers_back(factory: sessionmaker[S
     monkeypatch.setattr(FingerprintIndex, "add", add_and_write)
     matcher = FingerprintMatcher(settings)
     assert matcher.gallery_size() == 1 and took_lock == [True]
+    engine.dispose()

@@ -1,12 +1,15 @@
-"""A frozen clock for the login throttle (`storage.logins`), moved by the test."""
+"""Login-throttle helpers for tests: a frozen clock (`storage.logins`), moved by the test, and one login attempt."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
-from storage import logins
+from storage import accounts, logins
+from storage.accounts import LoginRefused, User
+from storage.settings import Settings
 
 
 class Clock:
@@ -27,3 +30,14 @@ def freeze(monkeypatch: pytest.MonkeyPatch) -> Clock:
     frozen = Clock()
     monkeypatch.setattr(logins, "utcnow", frozen)
     return frozen
+
+
+def attempt_login(factory: sessionmaker[Session], cfg: Settings, *, username: str, password: str,
+                  client: str) -> User | LoginRefused:
+    """One login attempt in its own transaction, committed even when refused (as the token endpoint does)."""
+    with factory() as session, session.begin():
+        try:
+            return accounts.verify_password(session, username=username, password=password, client=client,
+                                            settings=cfg)
+        except LoginRefused as exc:
+            return exc

@@ -133,11 +133,13 @@ class Dispatcher:
         for job in claimed:
             try:
                 with transaction(self.factory) as session:
-                    intake.process_intake(session, self.store, record=job.payload["record"], actor=INTAKE_ACTOR,
-                                          inbox_reference=self.settings.unassigned_case_reference,
-                                          max_bytes=self.settings.max_upload_bytes,
-                                          max_attempts=self.settings.job_max_attempts)
-                    jobs.finish(session, job_id=job.id, owner=self.owner, state="succeeded")
+                    taken = intake.process_intake(
+                        session, self.store, record=job.payload["record"], actor=INTAKE_ACTOR,
+                        inbox_reference=self.settings.unassigned_case_reference,
+                        max_bytes=self.settings.max_upload_bytes, max_attempts=self.settings.job_max_attempts)
+                    refused = taken.reason if isinstance(taken, intake.IntakeRefusal) else None
+                    jobs.finish(session, job_id=job.id, owner=self.owner, state="failed" if refused else "succeeded",
+                                error=f"IntakeRefused: {refused}" if refused else None)
             except Exception as exc:
                 log.warning("intake job %d failed: %s", job.id, exc)
                 retry = job.attempt < job.max_attempts and not _is_permanent(exc)
