@@ -33,7 +33,7 @@ from api.principal import (
 from api.problems import Problem
 from storage import accounts, records
 from storage.objectstore import ObjectStore
-from storage.schema import Case, Evidence, Finding
+from storage.tables import Case, Evidence, Finding
 from storage.settings import Settings
 
 CASE_ROLES = (INVESTIGATOR, FORENSIC_EXAMINER, SUPERVISOR, CASE_SYSTEM)  # roles that work with case data

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from api.principal import Principal
-from storage.schema import utcnow
+from storage.tables import utcnow
 
 CACHE_SECONDS = 5.0
 CACHE_SIZE = 10_000

@@ -16,7 +16,7 @@ from evaluation.bench_ingest import BenchmarkError, source_photos
 from locard.client import LocardClient
 from storage.db import reading
 from storage.jobs import LOSSES_KEY
-from storage.schema import AnalysisRun, CustodyEvent, Evidence, EvidenceObject, Job
+from storage.tables import AnalysisRun, CustodyEvent, Evidence, EvidenceObject, Job
 
 TERMINAL = ("succeeded", "failed")
 WORDS = ("evidence", "custody", "witness", "statement", "vehicle", "plate", "receipt", "invoice", "Brussels",

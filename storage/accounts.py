@@ -30,8 +30,8 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from storage import logins
-from storage.schema import Base, Case, new_id, utcnow
 from storage.settings import Settings
+from storage.tables import Base, Case, new_id, utcnow
 
 INVESTIGATOR = "investigator"
 FORENSIC_EXAMINER = "forensic_examiner"

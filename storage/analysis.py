@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from storage import jobs, matching, textsearch
-from storage.schema import (
+from storage.tables import (
     AnalysisRun,
     CustodyEvent,
     Evidence,

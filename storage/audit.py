@@ -39,8 +39,8 @@ from sqlalchemy import JSON, Integer, String, Table, Text, event, inspect, selec
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import InstanceState, Mapped, Session, mapped_column
 
-from storage.schema import Base, CustodyEvent, utcnow
 from storage.settings import DEVELOPMENT_AUDIT_KEY
+from storage.tables import Base, CustodyEvent, utcnow
 
 ACTIONS = ("collection", "alteration", "consultation", "disclosure", "combination", "erasure", "authentication")
 CHAINS = ("audit", "custody")

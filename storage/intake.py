@@ -27,7 +27,7 @@ from storage import jobs
 from storage.db import transaction
 from storage.media import SNIFF_BYTES, sniff_media_type
 from storage.objectstore import ObjectStore, StoredObject
-from storage.schema import Case, CustodyEvent, Evidence, EvidenceObject, IntakeClaim, Job, utcnow
+from storage.tables import Case, CustodyEvent, Evidence, EvidenceObject, IntakeClaim, Job, utcnow
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 # What a submitter may declare an item to be. A fingerprint goes to the fingerprint analyzer whatever it looks

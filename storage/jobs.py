@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.schema import Job, utcnow
+from storage.tables import Job, utcnow
 
 TERMINAL = ("succeeded", "failed")
 # In a job's payload: how many of its tries ended because the worker was lost or restarting, not by the analyzer.

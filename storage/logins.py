@@ -23,8 +23,8 @@ from sqlalchemy import Integer, String, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from storage.schema import Base, utcnow
 from storage.settings import Settings
+from storage.tables import Base, utcnow
 
 KEY_LENGTH = 120
 PURGE_BATCH = 500  # stale rows removed per failed login, so the table stays small without a separate job

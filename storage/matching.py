@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage import jobs
-from storage.schema import Case, Evidence, FingerprintTemplate, MatchRequest, utcnow
+from storage.tables import Case, Evidence, FingerprintTemplate, MatchRequest, utcnow
 
 VERIFICATION = "fingerprint_verification"
 SEARCH = "fingerprint_search"

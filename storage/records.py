@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from storage.schema import AnalysisRun, Case, CustodyEvent, Evidence, Finding, Job
+from storage.tables import AnalysisRun, Case, CustodyEvent, Evidence, Finding, Job
 
 
 class DuplicateReference(Exception):

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, literal, select, text
 from sqlalchemy.orm import Session
 
-from storage.schema import Case, EvidenceText
+from storage.tables import Case, EvidenceText
 
 WORD = re.compile(r"\w+", re.UNICODE)
 SNIPPET_CHARS = 160

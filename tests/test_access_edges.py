@@ -16,8 +16,8 @@ from api.principal import AUDITOR, FORENSIC_EXAMINER, INVESTIGATOR
 from storage import matching
 from storage.db import transaction
 from storage.objectstore import S3ObjectStore
-from storage.schema import MatchRequest
 from storage.settings import Settings
+from storage.tables import MatchRequest
 from tests.api_helpers import V1, account, log_in, purpose
 from tests.fingerprint_samples import extracted_iso
 from tests.test_api_fingerprints_search import _record_template

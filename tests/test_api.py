@@ -15,8 +15,8 @@ from api.main import create_app
 from storage import intake
 from storage.db import make_engine, session_factory, transaction
 from storage.objectstore import S3ObjectStore
-from storage.schema import Evidence, Job
 from storage.settings import Settings
+from storage.tables import Evidence, Job
 from tests.api_helpers import log_in
 from tests.media_samples import bus_jpg_path, pdf_bytes
 

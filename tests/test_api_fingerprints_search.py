@@ -14,8 +14,8 @@ from storage import analysis, jobs
 from storage.analysis import HELD_KEY, RunOutcome
 from storage.db import make_engine, session_factory, transaction
 from storage.objectstore import S3ObjectStore
-from storage.schema import Job, MatchRequest
 from storage.settings import Settings
+from storage.tables import Job, MatchRequest
 from tests.api_helpers import log_in, purpose
 from tests.media_samples import bus_jpg_path
 from tests.test_api import V1, _problem

@@ -31,8 +31,8 @@ from storage.audit import CHAINS, GENESIS_HASH, AuditEntry, ChainHead, ChainOrig
 from storage.checkpoints import BucketCheckpoints, Checkpoint, CheckpointSink, FileCheckpoints
 from storage.db import session_factory, transaction
 from storage.objectstore import S3ObjectStore
-from storage.schema import Case, CustodyEvent, Evidence
 from storage.settings import Settings, get_settings
+from storage.tables import Case, CustodyEvent, Evidence
 
 KEY = b"test-audit-attack-key-0123456789-abcdef"
 OTHER_KEY = b"an-attackers-guess-at-the-key-98765432"

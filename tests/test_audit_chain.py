@@ -24,8 +24,8 @@ from storage import audit, intake, records
 from storage.audit import AUDIT_FIELDS, CUSTODY_FIELDS, GENESIS_HASH, AuditEntry, ChainHead
 from storage.db import alembic_config, make_engine, session_factory, transaction
 from storage.fakes import MemoryObjectStore
-from storage.schema import Case, CustodyEvent, utcnow
 from storage.settings import DEVELOPMENT_AUDIT_KEY
+from storage.tables import Case, CustodyEvent, utcnow
 from tests.media_samples import bus_jpg_path
 
 KEY = b"test-audit-chain-key-0123456789-abcdef"

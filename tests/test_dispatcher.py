@@ -21,8 +21,8 @@ from api.main import create_app
 from storage import intake, records
 from storage.db import transaction
 from storage.objectstore import S3ObjectStore
-from storage.schema import AnalysisRun, Case, Evidence, Finding, Job
 from storage.settings import Settings
+from storage.tables import AnalysisRun, Case, Evidence, Finding, Job
 from tests.api_helpers import log_in
 from tests.media_samples import bomb_png, bus_jpg_path, jpeg_with_exif, pdf_bytes, truncated_copy
 from workers.actor import AnalyzerWorker

@@ -17,8 +17,8 @@ from storage.analysis import RunOutcome
 from storage.db import transaction
 from storage.media import PRINT_MAX_PPI, PRINT_MIN_PPI
 from storage.objectstore import S3ObjectStore
-from storage.schema import Evidence
 from storage.settings import Settings
+from storage.tables import Evidence
 from tests.api_helpers import log_in
 from tests.media_samples import bus_jpg_path
 from tests.test_api import V1

@@ -19,8 +19,8 @@ from sqlalchemy import func, select
 from api.main import create_app
 from storage.db import make_engine, session_factory
 from storage.objectstore import S3ObjectStore
-from storage.schema import Evidence
 from storage.settings import Settings
+from storage.tables import Evidence
 from tests.api_helpers import log_in
 from tests.hostile_files import HostileFile, small_corpus, write
 from tests.hostile_runner import evidence_for, load_analyzers, run_file

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage import intake, records
 from storage.db import transaction
 from storage.fakes import MemoryObjectStore
-from storage.schema import Case, CustodyEvent, Evidence, EvidenceObject, Job
+from storage.tables import Case, CustodyEvent, Evidence, EvidenceObject, Job
 from tests.media_samples import bus_jpg_path
 
 ACTOR = "examiner-1"

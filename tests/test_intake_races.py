@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.main import create_app
 from storage.db import make_engine, session_factory
 from storage.objectstore import S3ObjectStore
-from storage.schema import CustodyEvent, Evidence, EvidenceObject, Job
 from storage.settings import Settings
+from storage.tables import CustodyEvent, Evidence, EvidenceObject, Job
 from tests.api_helpers import account, log_in
 from workers.dispatcher import Dispatcher
 

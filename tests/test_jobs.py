@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage import jobs
 from storage.db import transaction
-from storage.schema import Job
+from storage.tables import Job
 
 
 def _enqueue(factory: sessionmaker[Session], count: int) -> None:

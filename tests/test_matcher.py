@@ -14,8 +14,8 @@ from models.fingerprint_index import FingerprintIndex
 from storage import analysis, jobs, matching, records
 from storage.analysis import HELD_KEY, RunOutcome
 from storage.db import make_engine, migrate, session_factory, transaction
-from storage.schema import Case, Evidence
 from storage.settings import Settings
+from storage.tables import Case, Evidence
 from tests.conftest import TEST_AUDIT_KEY, TEST_TOKEN_SECRET
 from tests.fingerprint_samples import extracted_iso
 from workers.matcher import FingerprintMatcher

@@ -15,8 +15,8 @@ from storage import intake, jobs, records
 from storage.analysis import RunOutcome, record_outcome
 from storage.db import transaction
 from storage.fakes import MemoryObjectStore
-from storage.schema import Evidence, Job
 from storage.settings import Settings
+from storage.tables import Evidence, Job
 from tests.media_samples import bus_jpg_path, pdf_bytes
 from workers.analyzers.base import AnalysisLimits, Analyzer, EvidenceFile, FindingData
 from workers.dispatcher import Dispatcher

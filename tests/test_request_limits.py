@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 
 from api.main import create_app
 from storage.objectstore import S3ObjectStore
-from storage.schema import Evidence, IntakeClaim
 from storage.settings import Settings
+from storage.tables import Evidence, IntakeClaim
 from tests.api_helpers import log_in
 
 V1 = "/api/v1"

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage import analysis, jobs, matching, records, textsearch
 from storage.analysis import HELD_KEY, RunOutcome
 from storage.db import transaction
-from storage.schema import Evidence, EvidenceText, FingerprintTemplate
+from storage.tables import Evidence, EvidenceText, FingerprintTemplate
 
 PAGES = {
     1: ("Proces-verbaal van verhoor. De verdachte verklaarde dat hij op 12 januari 2024 in Liège was, "

@@ -13,8 +13,8 @@ from api.main import create_app
 from storage import intake, records
 from storage.db import transaction
 from storage.objectstore import S3ObjectStore
-from storage.schema import Case
 from storage.settings import Settings
+from storage.tables import Case
 from tests.api_helpers import log_in
 from tests.media_samples import bus_jpg_path, truncated_copy
 from tests.test_dispatcher import _run_until_settled, ray_cluster  # noqa: F401 - a module-scoped fixture

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage import intake, records
 from storage.db import transaction
 from storage.objectstore import S3ObjectStore
-from storage.schema import AnalysisRun, Evidence, Finding, Job
 from storage.settings import Settings
+from storage.tables import AnalysisRun, Evidence, Finding, Job
 
 pytestmark = pytest.mark.timeout(400)
 ITEMS = 16

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage import intake, records
 from storage.db import transaction
 from storage.objectstore import ObjectStore
-from storage.schema import AnalysisRun, Case, Finding, Job
+from storage.tables import AnalysisRun, Case, Finding, Job
 from workers.dispatcher import Dispatcher
 
 

@@ -30,8 +30,8 @@ from storage import analysis, intake, jobs, matching
 from storage.analysis import RunOutcome
 from storage.db import reading, transaction
 from storage.objectstore import ObjectStore, ObjectStoreError
-from storage.schema import Evidence, Finding, Job, utcnow
 from storage.settings import Settings
+from storage.tables import Evidence, Finding, Job, utcnow
 from workers.actor import next_range, time_budget_seconds
 from workers.analyzers.base import Analyzer
 from workers.runtime import CallFailed, RayRuntime, WorkerLost, WorkerUnavailable

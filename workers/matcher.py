@@ -17,8 +17,8 @@ from typing import Any
 from models.fingerprint_index import FingerprintIndex
 from storage import matching
 from storage.db import make_engine, reading, session_factory
-from storage.schema import MatchRequest
 from storage.settings import Settings
+from storage.tables import MatchRequest
 
 REFRESH_BATCH = 10_000
 

@@ -22,7 +22,7 @@ from api.access import note_of
 from api.deps import CurrentPrincipal, SessionDep
 from api.principal import ADMINISTRATOR, SUPERVISOR, Principal
 from api.problems import Problem
-from api.schemas_accounts import (
+from api.schemas.accounts import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyRead,

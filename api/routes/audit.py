@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from api.deps import SessionDep, SettingsDep, StoreDep, require_roles
 from api.principal import AUDITOR, Principal
 from api.problems import Problem
-from api.schemas import AuditEntryRead, ChainVerification
+from api.schemas.audit import AuditEntryRead, ChainVerification
 from storage import audit, checkpoints
 from storage.db import reading
 

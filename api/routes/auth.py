@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from api.access import note_of, route_template
 from api.clientaddr import client_address
 from api.deps import SessionDep, SettingsDep
-from api.schemas_accounts import TokenError, TokenResponse
+from api.schemas.accounts import TokenError, TokenResponse
 from api.security import issue_access_token
 from storage import accounts
 

@@ -17,7 +17,8 @@ from api.deps import (
 )
 from api.principal import CASE_SYSTEM, INVESTIGATOR, SUPERVISOR, Principal
 from api.problems import Problem
-from api.schemas import CaseCreate, CaseRead, EvidenceRead, FindingRead
+from api.schemas.analysis import FindingRead
+from api.schemas.cases import CaseCreate, CaseRead, EvidenceRead
 from storage import accounts, records
 
 router = APIRouter(prefix="/cases", tags=["cases"])

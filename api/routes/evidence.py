@@ -29,23 +29,14 @@ from api.deps import (
     visible_evidence,
 )
 from api.problems import Problem
-from api.schemas import (
-    AnalysisRunRead,
-    AnalysisStatus,
-    EvidenceDetail,
-    EvidenceRead,
-    FindingRead,
-    JobRead,
-    PresignedUploadCreate,
-    PresignedUploadRead,
-    UploadResult,
-)
+from api.schemas.analysis import AnalysisRunRead, AnalysisStatus, FindingRead, JobRead
+from api.schemas.cases import EvidenceDetail, EvidenceRead, PresignedUploadCreate, PresignedUploadRead, UploadResult
 from api.uploads import receive_upload
 from storage import intake, records
 from storage.db import transaction
 from storage.media import PRINT_MAX_PPI, PRINT_MIN_PPI
 from storage.objectstore import IntegrityError, ObjectStoreError
-from storage.schema import Case
+from storage.tables import Case
 
 router = APIRouter(tags=["evidence"])
 KindFilter = Annotated[str | None, Query(max_length=100, description="a finding kind, or a prefix like 'hash.*'")]

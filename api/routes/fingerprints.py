@@ -25,9 +25,9 @@ from api.deps import (
 )
 from api.principal import Principal
 from api.problems import Problem
-from api.schemas import FingerprintSearchCreate, FingerprintVerificationCreate, MatchRequestRead
+from api.schemas.fingerprints import FingerprintSearchCreate, FingerprintVerificationCreate, MatchRequestRead
 from storage import matching
-from storage.schema import Evidence, MatchRequest
+from storage.tables import Evidence, MatchRequest
 
 router = APIRouter(tags=["fingerprints"])
 ISO_MEDIA_TYPE = "application/octet-stream"

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Depends, Header
 from api.deps import SessionDep, SettingsDep, require_roles
 from api.principal import ADMINISTRATOR, SUPERVISOR, Principal
 from api.problems import Problem
-from api.schemas import IntakeFailureRead, WebhookAck
+from api.schemas.intake import IntakeFailureRead, WebhookAck
 from storage import intake, records
 
 router = APIRouter(prefix="/intake", tags=["intake"])

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import CurrentCase, CurrentPrincipal, PurposeDep, SessionDep, visible_case_ids
-from api.schemas import TextHitRead
+from api.schemas.analysis import TextHitRead
 from storage import textsearch
 
 router = APIRouter(tags=["search"])

@@ -4,7 +4,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from storage import accounts, audit  # noqa: F401 - their tables are part of the metadata
-from storage.schema import Base
+from storage.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,4 +1,7 @@
-"""The record store's tables (SQLAlchemy 2 declarative models)."""
+"""The record store's tables (SQLAlchemy 2 declarative models).
+
+The API's request and response models are in `api.schemas`.
+"""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from api.schemas import ReadModel
+from api.schemas.base import ReadModel
 
 RoleName = Literal["investigator", "forensic_examiner", "supervisor", "auditor", "case_system", "administrator"]
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
