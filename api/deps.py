@@ -21,22 +21,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.access import note_of, note_persons, route_template
-from api.principal import (
-    ADMINISTRATOR,
-    AUDITOR,
-    CASE_SYSTEM,
-    FORENSIC_EXAMINER,
-    INVESTIGATOR,
-    SUPERVISOR,
-    Principal,
-)
+from api.principal import Principal
 from api.problems import Problem
 from storage import accounts, records
 from storage.objectstore import ObjectStore
-from storage.tables import Case, Evidence, Finding
+from storage.roles import CASE_DATA_ROLES, FORENSIC_EXAMINER, INVESTIGATOR, SUPERVISOR
 from storage.settings import Settings
+from storage.tables import Case, Evidence, Finding
 
-CASE_ROLES = (INVESTIGATOR, FORENSIC_EXAMINER, SUPERVISOR, CASE_SYSTEM)  # roles that work with case data
+CASE_ROLES = CASE_DATA_ROLES  # roles that work with case data
 ALL_CASES_ROLES = (SUPERVISOR,)
 UPLOAD_ROLES = CASE_ROLES
 MATCHING_ROLES = (INVESTIGATOR, FORENSIC_EXAMINER, SUPERVISOR)
@@ -45,8 +38,8 @@ PURPOSE_CASE_HEADER = "X-Locard-Purpose-Case"
 PURPOSE_JUSTIFICATION_HEADER = "X-Locard-Purpose-Justification"
 MIN_JUSTIFICATION = 10
 
-__all__ = ["ADMINISTRATOR", "AUDITOR", "CurrentCase", "CurrentEvidence", "CurrentPrincipal", "Principal", "Purpose",
-           "PurposeDep", "SessionDep", "SettingsDep", "StoreDep", "require_roles"]
+__all__ = ["CurrentCase", "CurrentEvidence", "CurrentPrincipal", "Principal", "Purpose",
+           "PurposeDep", "SessionDep", "SettingsDep", "StoreDep", "refusal", "require_roles"]
 
 
 def get_settings(request: Request) -> Settings:
@@ -88,12 +81,21 @@ def get_principal(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
-def require_roles(*roles: str) -> Any:
-    """A dependency that lets only principals holding one of `roles` through (403 for the others)."""
+def refusal(request: Request, status: int, title: str, detail: str) -> Problem:
+    """A refusal to raise, its reason noted for the request's audit entry (`detail["reason"]`)."""
+    note = note_of(request)
+    if note is not None:
+        note.detail["reason"] = detail
+    return Problem(status, title, detail)
 
-    def check(principal: CurrentPrincipal) -> Principal:
+
+def require_roles(*roles: str) -> Any:
+    """A dependency that lets only principals holding one of `roles` through: the principal, or a 403 whose
+    reason goes to the request's audit entry."""
+
+    def check(request: Request, principal: CurrentPrincipal) -> Principal:
         if not principal.has(*roles):
-            raise Problem(403, "Not permitted", f"This needs one of the roles: {', '.join(roles)}.")
+            raise refusal(request, 403, "Not permitted", f"This needs one of the roles: {', '.join(roles)}.")
         return principal
 
     return Depends(check)

@@ -1,18 +1,9 @@
-"""Who is calling: the principal every route receives, and the roles Locard knows."""
+"""Who is calling: the principal every route receives, and the roles it may hold (`storage.roles`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-
-INVESTIGATOR = "investigator"
-FORENSIC_EXAMINER = "forensic_examiner"
-SUPERVISOR = "supervisor"
-AUDITOR = "auditor"
-CASE_SYSTEM = "case_system"
-ADMINISTRATOR = "administrator"
-ROLES = (INVESTIGATOR, FORENSIC_EXAMINER, SUPERVISOR, AUDITOR, CASE_SYSTEM, ADMINISTRATOR)
-CASE_DATA_ROLES = (INVESTIGATOR, FORENSIC_EXAMINER, SUPERVISOR, CASE_SYSTEM)  # an administrator holds none of them
 
 
 @dataclass(frozen=True)

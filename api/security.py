@@ -6,7 +6,7 @@ Each credential has one source and a fixed set of algorithms: Locard's own token
 
 Locard's access tokens carry their account's revocation epoch (`tep`) and are refused once it has moved on
 (`storage.accounts.bump_token_epoch`). A principal holding administrator together with a case-data role is
-refused, whatever its source (separation of duties, `storage.accounts.check_roles`).
+refused, whatever its source (separation of duties, `storage.roles.role_conflict`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from fastapi import Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.principal import ROLES, Principal
-from storage import accounts
+from api.principal import Principal
+from storage import accounts, apikeys
 from storage.accounts import hash_token
+from storage.roles import ROLES, role_conflict
 from storage.settings import Settings
 
 ISSUER = "locard"
@@ -120,7 +121,7 @@ def authenticate(request: Request, session: Session, settings: Settings) -> Prin
 
 def _separated(principal: Principal) -> Principal:
     """The principal, unless it holds administrator together with case-data roles (legacy data, or a provider)."""
-    conflicting = accounts.role_conflict(principal.roles)
+    conflicting = role_conflict(principal.roles)
     if conflicting:
         raise AuthenticationFailed(f"the account holds administrator together with {', '.join(conflicting)}; "
                                    "an administrator holds no case-data role (change its roles with "
@@ -142,7 +143,7 @@ def still_valid(session: Session, principal: Principal) -> bool:
 
 def _principal_of(credential: Credential, session: Session, settings: Settings) -> Principal:
     if credential.kind == "api_key":
-        found = accounts.api_key_owner(session, key=credential.value)
+        found = apikeys.api_key_owner(session, key=credential.value)
         if found is None:
             raise AuthenticationFailed("the API key is unknown, revoked or expired")
         user, key = found

@@ -29,12 +29,13 @@ from pydantic import SecretStr
 from api.access import AccessMiddleware
 from api.deps import get_principal
 from api.main import create_app
-from api.principal import INVESTIGATOR, Principal
+from api.principal import Principal
 from api.security import issue_access_token
 from evaluation.common import RESULTS, locard_commit, machine_info
 from storage import accounts, records
 from storage.db import make_engine, migrate, session_factory, transaction
 from storage.fakes import MemoryObjectStore
+from storage.roles import INVESTIGATOR
 from storage.settings import Settings
 
 DEFAULT_OUT = RESULTS / "auth.json"

@@ -29,6 +29,7 @@ from locard.processes import HOME_VARIABLE, ROLE_VARIABLE, ProcessIdentity, Proc
 from locard.survey import COMPONENTS, ComponentStatus, StackCommands, StackStatus, Survey, survey
 from storage import accounts
 from storage.db import make_engine, migrate, session_factory, transaction
+from storage.roles import SUPERVISOR
 from storage.seaweed import SeaweedServer, free_port
 from storage.settings import Settings
 
@@ -289,7 +290,7 @@ class EmbeddedStack:
             user = accounts.get_user_by_name(session, username=state.operator)
             if user is None:
                 accounts.create_user(session, username=state.operator, password=state.operator_password,
-                                     roles=[accounts.SUPERVISOR], display_name="Local operator",
+                                     roles=[SUPERVISOR], display_name="Local operator",
                                      created_by="locard up")
             elif not _password_matches(user.password_hash, state.operator_password):
                 # Setting a password ends the account's sessions: only when it changed, so that restarting

@@ -26,10 +26,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from locard.stack import with_stack_identity
 from storage import accounts, audit
 from storage.db import make_engine, migrate, session_factory, transaction
+from storage.roles import ROLES
 from storage.settings import Settings
 
 Say = Callable[[str], None]
 ACTIONS = ("add", "roles", "password", "deactivate", "list")
+ROLE_NAMES = tuple(role.value for role in ROLES)  # plain names: argparse quotes its choices in usage errors
 
 
 class UsersError(Exception):
@@ -52,14 +54,14 @@ def add_parser(sub: Any) -> None:
     actions = users.add_subparsers(dest="users_action", required=True)
     add = actions.add_parser("add", help="create an account")
     add.add_argument("name")
-    add.add_argument("--role", dest="roles", action="append", required=True, choices=accounts.ROLES)
+    add.add_argument("--role", dest="roles", action="append", required=True, choices=ROLE_NAMES)
     add.add_argument("--display-name", default="")
     secret = add.add_mutually_exclusive_group()
     secret.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     secret.add_argument("--no-password", action="store_true", help="no password (case systems: API keys)")
     roles = actions.add_parser("roles", help="replace an account's roles")
     roles.add_argument("name")
-    roles.add_argument("--set", dest="roles", nargs="+", required=True, choices=accounts.ROLES)
+    roles.add_argument("--set", dest="roles", nargs="+", required=True, choices=ROLE_NAMES)
     password = actions.add_parser("password", help="set an account's password (its sessions end)")
     password.add_argument("name")
     password.add_argument("--password-stdin", action="store_true", help="read the password from standard input")

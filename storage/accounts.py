@@ -1,12 +1,14 @@
-"""Accounts: users, API keys, refresh tokens, password logins and case assignments (keyword-only data access).
+"""Accounts: users, refresh tokens, password logins and case assignments (keyword-only data access).
 
-Secrets are never stored: passwords as argon2id hashes, API keys and refresh tokens (256-bit random) as SHA-256.
-User names are kept lower-case, so uniqueness and assignments ignore case.
+Secrets are never stored: passwords as argon2id hashes (`storage.passwords`), refresh tokens and API keys
+(`storage.apikeys`; 256-bit random) as SHA-256. User names are kept lower-case, so uniqueness and assignments
+ignore case.
 
 Separation of duties: an administrator manages accounts and holds no role that works with case data
-(`check_roles` refuses the combination everywhere). Each user has a revocation epoch (`token_epoch`): access
-tokens carry the epoch they were issued in and are refused once it moves on, which it does on logout, on a
-replayed refresh token, and when the password, the roles, the account's state or one of its API keys changes.
+(`check_roles` refuses the combination everywhere; the roles are `storage.roles`). Each user has a revocation
+epoch (`token_epoch`): access tokens carry the epoch they were issued in and are refused once it moves on, which
+it does on logout, on a replayed refresh token, and when the password, the roles, the account's state or one of
+its API keys changes.
 
 Functions that refuse a login (`verify_password`, `rotate_refresh_token`) may have written before they raise
 `LoginRefused` (a failed attempt recorded, a replayed token family revoked): the caller must commit its
@@ -21,33 +23,18 @@ import hmac
 import re
 import secrets
 from collections.abc import Sequence
-from functools import lru_cache
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, UniqueConstraint, delete, func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from storage import logins
+from storage import logins, passwords
+from storage.passwords import MAX_PASSWORD_LENGTH
+from storage.roles import ROLES, Role, role_conflict
 from storage.settings import Settings
 from storage.tables import Base, Case, new_id, utcnow
 
-INVESTIGATOR = "investigator"
-FORENSIC_EXAMINER = "forensic_examiner"
-SUPERVISOR = "supervisor"
-AUDITOR = "auditor"
-CASE_SYSTEM = "case_system"
-ADMINISTRATOR = "administrator"
-ROLES = (INVESTIGATOR, FORENSIC_EXAMINER, SUPERVISOR, AUDITOR, CASE_SYSTEM, ADMINISTRATOR)
-CASE_DATA_ROLES = (INVESTIGATOR, FORENSIC_EXAMINER, SUPERVISOR, CASE_SYSTEM)  # never held with ADMINISTRATOR
-
-MIN_PASSWORD_LENGTH = 12
-MAX_PASSWORD_LENGTH = 1024  # argon2 hashes anything, but nobody needs more and it bounds the work per attempt
-API_KEY_PREFIX = "lk_"
 USERNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,99}$")
-
-_hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) defaults
 
 
 # --- tables -------------------------------------------------------------------------------------------------------
@@ -68,22 +55,6 @@ class User(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200))
     token_epoch: Mapped[int] = mapped_column(Integer, default=0)  # access tokens of an earlier epoch are refused
-
-
-class ApiKey(Base):
-    """An API key of a case-system account: `lk_<prefix>_<secret>`; only the secret's SHA-256 is kept."""
-
-    __tablename__ = "api_keys"
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
-    name: Mapped[str] = mapped_column(String(200))
-    prefix: Mapped[str] = mapped_column(String(16), unique=True, index=True)
-    secret_hash: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[dt.datetime | None] = mapped_column()
-    revoked_at: Mapped[dt.datetime | None] = mapped_column()
-    last_used_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class RefreshToken(Base):
@@ -184,40 +155,14 @@ def check_roles(roles: Sequence[str]) -> list[str]:
     if conflicting:
         raise RoleConflict(f"an administrator holds no role that works with case data ({', '.join(conflicting)}); "
                            "give those roles to a separate account")
-    return sorted(set(roles))
-
-
-def role_conflict(roles: Sequence[str] | frozenset[str]) -> list[str]:
-    """The case-data roles held together with administrator (empty when the roles are acceptable together)."""
-    return sorted(set(roles) & set(CASE_DATA_ROLES)) if ADMINISTRATOR in roles else []
+    return sorted({Role(role).value for role in roles})  # plain names, as stored
 
 
 def check_password_policy(password: str, *, username: str = "") -> None:
-    """At least 12 characters (at most 1024), of at least two classes (lower, upper, digit, other)."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise WeakPassword(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise WeakPassword(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
-    classes = {"lower" if c.islower() else "upper" if c.isupper() else "digit" if c.isdigit() else "other"
-               for c in password}
-    if len(classes) < 2:
-        raise WeakPassword("a password must mix at least two kinds of characters "
-                           "(lower-case, upper-case, digits, others)")
-    if username and password.strip().lower() == username.strip().lower():
-        raise WeakPassword("a password must not be the user name")
-
-
-@lru_cache(maxsize=1)
-def _dummy_hash() -> str:
-    """A hash to verify against when there is no account, so that unknown users take as long as known ones."""
-    return _hasher.hash(secrets.token_urlsafe(24))
-
-
-def _verify_hash(password_hash: str | None, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash or _dummy_hash(), password) and password_hash is not None
-    except (VerificationError, InvalidHashError):
-        return False
+    """`WeakPassword` unless the password meets the policy (`storage.passwords.policy_violation`)."""
+    violation = passwords.policy_violation(password, username=username)
+    if violation is not None:
+        raise WeakPassword(violation)
 
 
 # --- users --------------------------------------------------------------------------------------------------------
@@ -233,7 +178,7 @@ def create_user(session: Session, *, username: str, password: str | None, roles:
     if get_user_by_name(session, username=name) is not None:
         raise DuplicateUser(f"a user {name!r} exists already")
     user = User(username=name, display_name=display_name, roles=role_list, active=True, created_by=created_by,
-                password_hash=_hasher.hash(password) if password is not None else None)
+                password_hash=passwords.hash_password(password) if password is not None else None)
     session.add(user)
     session.flush()
     return user
@@ -271,7 +216,7 @@ def set_password(session: Session, *, user: User, password: str | None) -> None:
     """Replace the password (None removes it) and end every session of the user (access and refresh tokens)."""
     if password is not None:
         check_password_policy(password, username=user.username)
-    user.password_hash = _hasher.hash(password) if password is not None else None
+    user.password_hash = passwords.hash_password(password) if password is not None else None
     end_sessions(session, user=user)
 
 
@@ -309,96 +254,20 @@ def verify_password(session: Session, *, username: str, password: str, client: s
     if wait is not None:
         raise LoginRefused(f"too many failed logins; try again in {wait} seconds", retry_after=wait)
     user = get_user_by_name(session, username=name) if len(password) <= MAX_PASSWORD_LENGTH else None
-    verified = _verify_hash(user.password_hash if user is not None else None, password[:MAX_PASSWORD_LENGTH])
+    verified = passwords.matches(user.password_hash if user is not None else None, password[:MAX_PASSWORD_LENGTH])
     if user is None or not verified:
         logins.record_failure(session, rows=rows, now=now, settings=settings)
         raise LoginRefused("invalid user name or password")
     if not user.active:
         raise LoginRefused("the account is deactivated")
-    assert user.password_hash is not None  # _verify_hash is false without one
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+    assert user.password_hash is not None  # passwords.matches is false without one
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
     for row in rows:
         if row.key.startswith("user:"):
             logins.clear(session, row=row)
     session.flush()
     return user
-
-
-# --- API keys -----------------------------------------------------------------------------------------------------
-
-
-def create_api_key(session: Session, *, user: User, name: str,
-                   expires_at: dt.datetime | None = None) -> tuple[ApiKey, str]:
-    """A new API key for a case-system account, and its plaintext `lk_<prefix>_<secret>` (returned only here)."""
-    if CASE_SYSTEM not in user.roles:
-        raise AccountError(f"API keys are for case-system accounts; {user.username!r} is not one")
-    if not user.active:
-        raise AccountError(f"the account {user.username!r} is deactivated")
-    while True:
-        prefix = secrets.token_hex(6)  # 12 hex characters: never contains the '_' separator
-        if session.scalar(select(ApiKey.id).where(ApiKey.prefix == prefix)) is None:
-            break
-    secret = secrets.token_urlsafe(32)  # 256 bits
-    key = ApiKey(user_id=user.id, name=name, prefix=prefix, secret_hash=hash_token(secret), expires_at=expires_at)
-    session.add(key)
-    session.flush()
-    return key, f"{API_KEY_PREFIX}{prefix}_{secret}"
-
-
-def _split_api_key(key: str) -> tuple[str, str] | None:
-    if not key.startswith(API_KEY_PREFIX) or len(key) > 200:
-        return None
-    prefix, _, secret = key[len(API_KEY_PREFIX):].partition("_")
-    if not prefix or not secret or len(prefix) > 16:
-        return None
-    return prefix, secret
-
-
-def resolve_api_key(session: Session, *, key: str) -> User | None:
-    """The (active) account an API key acts as, or None for an unknown, revoked or expired key."""
-    found = api_key_owner(session, key=key)
-    return found[0] if found is not None else None
-
-
-def api_key_owner(session: Session, *, key: str) -> tuple[User, ApiKey] | None:
-    """The (active) account an API key acts as and the key's record, or None (unknown, revoked or expired)."""
-    parts = _split_api_key(key.strip())
-    if parts is None:
-        return None
-    prefix, secret = parts
-    record = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-    if record is None or not hmac.compare_digest(record.secret_hash, hash_token(secret)):
-        return None
-    now = utcnow()
-    if record.revoked_at is not None or (record.expires_at is not None and record.expires_at <= now):
-        return None
-    user = session.get(User, record.user_id)
-    if user is None or not user.active:
-        return None
-    record.last_used_at = now
-    session.flush()
-    return user, record
-
-
-def get_api_key(session: Session, *, key_id: str) -> ApiKey | None:
-    return session.get(ApiKey, key_id)
-
-
-def list_api_keys(session: Session, *, user: User) -> Sequence[ApiKey]:
-    return session.scalars(select(ApiKey).where(ApiKey.user_id == user.id)
-                           .order_by(ApiKey.created_at, ApiKey.id)).all()
-
-
-def revoke_api_key(session: Session, *, key: ApiKey) -> None:
-    """Revoke the key (idempotent: the first revocation time is kept); its owner's epoch moves on, so that a
-    principal cached for the key is checked again at once."""
-    if key.revoked_at is None:
-        key.revoked_at = utcnow()
-        owner = session.get(User, key.user_id)
-        if owner is not None:
-            bump_token_epoch(session, user=owner)
-        session.flush()
 
 
 # --- refresh tokens -----------------------------------------------------------------------------------------------

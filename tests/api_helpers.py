@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 from fastapi.testclient import TestClient
 
-from api.principal import SUPERVISOR
 from api.security import issue_access_token
 from storage import accounts
 from storage.db import transaction
+from storage.roles import SUPERVISOR
 
 V1 = "/api/v1"
 

@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from api.main import create_app
-from api.principal import AUDITOR, CASE_SYSTEM, FORENSIC_EXAMINER, INVESTIGATOR
 from storage.objectstore import S3ObjectStore
+from storage.roles import AUDITOR, CASE_SYSTEM, FORENSIC_EXAMINER, INVESTIGATOR
 from storage.settings import Settings
 from tests.api_helpers import V1, account, log_in, purpose
 from tests.media_samples import bus_jpg_path
@@ -129,8 +129,8 @@ def test_searches_across_cases_need_a_purpose_that_is_logged(world: dict[str, An
 def test_responses_hold_the_data_the_role_needs(world: dict[str, Any], settings: Settings) -> None:
     client = TestClient(world["client"].app)
     from storage import analysis, jobs
-    from storage.analysis import RunOutcome
     from storage.db import transaction
+    from storage.messages import ReportedFinding, RunOutcome
 
     factory = client.app.state.session_factory  # type: ignore[attr-defined]
     with transaction(factory) as session:
@@ -138,8 +138,9 @@ def test_responses_hold_the_data_the_role_needs(world: dict[str, Any], settings:
                      analyzer="faces")
     [job] = [j for j in jobs.claim(factory, kinds=["analysis"], owner="t", lease_seconds=30, limit=10)
              if j.analyzer == "faces"]
-    face = {"kind": "faces.face", "data": {"embedding": {"model": "dlib", "vector": [0.1] * 128}, "quality": 0.9}}
-    number = {"kind": "entity.national_number", "label": "85073003328", "data": {"value": "85073003328"}}
+    face = ReportedFinding(kind="faces.face", data={"embedding": {"model": "dlib", "vector": [0.1] * 128},
+                                                    "quality": 0.9})
+    number = ReportedFinding(kind="entity.national_number", label="85073003328", data={"value": "85073003328"})
     with transaction(factory) as session:
         analysis.record_outcome(session, job_id=job.id, owner="t", attempt=1, outcome=RunOutcome(
             analyzer="faces", analyzer_version="1", status="succeeded", findings=[face, number]))

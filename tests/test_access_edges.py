@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 
 from api.clientaddr import forwarded_client, parse_networks
 from api.main import create_app
-from api.principal import AUDITOR, FORENSIC_EXAMINER, INVESTIGATOR
 from storage import matching
 from storage.db import transaction
 from storage.objectstore import S3ObjectStore
+from storage.roles import AUDITOR, FORENSIC_EXAMINER, INVESTIGATOR
 from storage.settings import Settings
 from storage.tables import MatchRequest
 from tests.api_helpers import V1, account, log_in, purpose
@@ -162,9 +162,9 @@ def _run(settings: Settings, request_id: str) -> None:
     """Answer one match request as the dispatcher does: the matcher runs it and its result is recorded."""
     matcher = FingerprintMatcher(settings)
     answer = matcher.run(request_id)
-    assert "result" in answer, answer
+    assert answer.error is None and answer.result is not None, answer
     with transaction(matcher.factory) as session:
-        matching.finish_request(session, request_id=request_id, result=answer["result"], error=None)
+        matching.finish_request(session, request_id=request_id, result=answer.result, error=None)
 
 
 def test_search_results_show_only_what_their_reader_may_see(world: dict[str, Any]) -> None:

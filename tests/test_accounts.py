@@ -24,14 +24,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
 from api import deps
-from api.principal import ADMINISTRATOR, CASE_SYSTEM, FORENSIC_EXAMINER, INVESTIGATOR, SUPERVISOR, Principal
-from api.principal import ROLES as API_ROLES
+from api.principal import Principal
 from api.problems import install_problem_handlers
 from api.routes import admin, auth
 from api.security import AuthenticationFailed, authenticate, issue_access_token
-from storage import accounts, records
-from storage.accounts import ApiKey, LoginRefused, RefreshToken, User
+from storage import accounts, apikeys, records
+from storage.accounts import LoginRefused, RefreshToken, User
+from storage.apikeys import ApiKey
 from storage.logins import LoginThrottle
+from storage.roles import ADMINISTRATOR, CASE_SYSTEM, FORENSIC_EXAMINER, INVESTIGATOR, SUPERVISOR
 from storage.settings import Settings
 from tests.throttle_clock import Clock, attempt_login
 
@@ -66,10 +67,6 @@ def _login(factory: sessionmaker[Session], cfg: Settings, username: str = "alice
 
 
 # --- users and passwords ------------------------------------------------------------------------------------------
-
-
-def test_roles_are_the_apis_roles() -> None:
-    assert accounts.ROLES == API_ROLES
 
 
 @pytest.mark.parametrize(("password", "why"), [("Short-1", "12 characters"), ("alllowercaseletters", "two kinds"),
@@ -172,29 +169,29 @@ def test_api_keys(factory: sessionmaker[Session]) -> None:
     human = _user(factory, "alice")
     with factory() as session, session.begin():
         with pytest.raises(accounts.AccountError, match="case-system"):
-            accounts.create_api_key(session, user=session.merge(human), name="laptop")
-        record, plaintext = accounts.create_api_key(session, user=session.merge(system), name="RMS production")
-        expired, expired_key = accounts.create_api_key(session, user=session.merge(system), name="old",
-                                                       expires_at=accounts.utcnow() - dt.timedelta(seconds=1))
+            apikeys.create_api_key(session, user=session.merge(human), name="laptop")
+        record, plaintext = apikeys.create_api_key(session, user=session.merge(system), name="RMS production")
+        expired, expired_key = apikeys.create_api_key(session, user=session.merge(system), name="old",
+                                                      expires_at=accounts.utcnow() - dt.timedelta(seconds=1))
         key_id = record.id
     match = re.fullmatch(r"lk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})", plaintext)
     assert match is not None and match.group(1) == record.prefix
     assert record.secret_hash == hashlib.sha256(match.group(2).encode()).hexdigest()
     with factory() as session, session.begin():
-        found = accounts.resolve_api_key(session, key=plaintext)
+        found = apikeys.resolve_api_key(session, key=plaintext)
         assert found is not None and found.username == "rms"
         assert session.get(ApiKey, key_id).last_used_at is not None  # type: ignore[union-attr]
-        assert accounts.resolve_api_key(session, key=plaintext[:-1] + ("A" if plaintext[-1] != "A" else "B")) is None
-        assert accounts.resolve_api_key(session, key="lk_nothing") is None
-        assert accounts.resolve_api_key(session, key="Bearer " + plaintext) is None
-        assert accounts.resolve_api_key(session, key=expired_key) is None
-        accounts.revoke_api_key(session, key=session.get(ApiKey, key_id))  # type: ignore[arg-type]
-        assert accounts.resolve_api_key(session, key=plaintext) is None
-        _, fresh = accounts.create_api_key(session, user=session.merge(system), name="new")
-        assert accounts.resolve_api_key(session, key=fresh) is not None
+        assert apikeys.resolve_api_key(session, key=plaintext[:-1] + ("A" if plaintext[-1] != "A" else "B")) is None
+        assert apikeys.resolve_api_key(session, key="lk_nothing") is None
+        assert apikeys.resolve_api_key(session, key="Bearer " + plaintext) is None
+        assert apikeys.resolve_api_key(session, key=expired_key) is None
+        apikeys.revoke_api_key(session, key=session.get(ApiKey, key_id))  # type: ignore[arg-type]
+        assert apikeys.resolve_api_key(session, key=plaintext) is None
+        _, fresh = apikeys.create_api_key(session, user=session.merge(system), name="new")
+        assert apikeys.resolve_api_key(session, key=fresh) is not None
         accounts.deactivate_user(session, user=session.merge(system))
-        assert accounts.resolve_api_key(session, key=fresh) is None
-        assert len(accounts.list_api_keys(session, user=session.merge(system))) == 3
+        assert apikeys.resolve_api_key(session, key=fresh) is None
+        assert len(apikeys.list_api_keys(session, user=session.merge(system))) == 3
     assert expired.expires_at is not None
 
 

@@ -397,7 +397,7 @@ def test_the_verify_endpoint_checks_the_newest_checkpoint(settings: Settings, s3
     from fastapi.testclient import TestClient
 
     from api.main import create_app
-    from api.principal import AUDITOR
+    from storage.roles import AUDITOR
     from tests.api_helpers import V1, account, log_in
 
     settings = settings.model_copy(update={"checkpoint_bucket": f"checkpoints-{uuid.uuid4().hex[:10]}"})

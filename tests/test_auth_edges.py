@@ -19,12 +19,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.main import create_app
-from api.principal import ADMINISTRATOR, CASE_DATA_ROLES, INVESTIGATOR, SUPERVISOR, Principal
+from api.principal import Principal
 from api.principal_cache import PrincipalCache
-from storage import accounts, audit
+from storage import accounts, audit, passwords
 from storage.accounts import LoginRefused, User
 from storage.fakes import MemoryObjectStore
 from storage.logins import LoginThrottle
+from storage.roles import ADMINISTRATOR, INVESTIGATOR, SUPERVISOR
 from storage.settings import Settings
 from tests.api_helpers import V1, account
 from tests.throttle_clock import Clock, attempt_login
@@ -46,14 +47,14 @@ def evaluations(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the argon2 verifications, i.e. the attempts whose password was evaluated."""
     counted: list[int] = []
     lock = threading.Lock()
-    verify = accounts._verify_hash
+    verify = passwords.matches
 
     def counting(password_hash: str | None, password: str) -> bool:
         with lock:
             counted.append(1)
         return verify(password_hash, password)
 
-    monkeypatch.setattr(accounts, "_verify_hash", counting)
+    monkeypatch.setattr(passwords, "matches", counting)
     return counted
 
 
@@ -332,6 +333,31 @@ def test_an_administrator_cannot_give_itself_case_data(api: dict[str, Any]) -> N
     assert moved.status_code == 200 and moved.json()["roles"] == [SUPERVISOR]
 
 
+def test_a_missing_role_is_refused_alike_on_every_route_and_audited_with_its_reason(api: dict[str, Any]) -> None:
+    one, admin, factory = api["one"], api["admin"], api["factory"]
+    alice = _bearer(_token(one))
+    refused = {
+        f"{V1}/admin/users": one.post(f"{V1}/admin/users", headers=alice, json={
+            "username": "mallory", "password": PASSWORD, "roles": [ADMINISTRATOR]}),
+        f"{V1}/admin/cases/{{case_id}}/assignments": one.get(f"{V1}/admin/cases/x/assignments", headers=alice),
+        f"{V1}/audit": one.get(f"{V1}/audit", headers=alice),
+        f"{V1}/cases": one.get(f"{V1}/cases", headers=admin),
+    }
+    needs = {f"{V1}/admin/users": "administrator", f"{V1}/admin/cases/{{case_id}}/assignments":
+             "administrator, supervisor", f"{V1}/audit": "auditor",
+             f"{V1}/cases": "investigator, forensic_examiner, supervisor, case_system"}
+    for path, response in refused.items():
+        assert (response.status_code, response.json()["title"]) == (403, "Not permitted"), path
+        assert response.json()["detail"] == f"This needs one of the roles: {needs[path]}."
+    entries = {entry.resource.partition(" ")[2]: entry for actor in ("alice", "root")
+               for entry in _refusals(factory, actor)}
+    assert {path: entries[path].detail["reason"] for path in refused} == {
+        path: f"This needs one of the roles: {needs[path]}." for path in refused}
+    assert all(entries[path].detail["status"] == 403 for path in refused)
+    with factory() as session:
+        assert accounts.get_user_by_name(session, username="mallory") is None
+
+
 def test_refused_logins_are_audited_as_denied_with_their_reason(api: dict[str, Any]) -> None:
     one, factory = api["one"], api["factory"]
     wrong = one.post(f"{V1}/auth/token", data={"grant_type": "password", "username": "Alice", "password": WRONG})
@@ -350,11 +376,3 @@ def test_a_principal_holding_both_is_refused(api: dict[str, Any]) -> None:
     refused = one.get(f"{V1}/cases", headers=_bearer(_token(one)))
     assert refused.status_code == 401 and "administrator together with investigator" in refused.json()["detail"]
     assert any("administrator together" in entry.detail.get("reason", "") for entry in _refusals(factory, "anonymous"))
-
-
-def test_case_data_roles_are_the_same_in_api_and_storage() -> None:
-    assert accounts.CASE_DATA_ROLES == CASE_DATA_ROLES
-    for role in CASE_DATA_ROLES:
-        with pytest.raises(accounts.RoleConflict):
-            accounts.check_roles([ADMINISTRATOR, role])
-    assert accounts.check_roles([ADMINISTRATOR, "auditor"]) == ["administrator", "auditor"]

@@ -18,9 +18,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from api.access import note_of
-from api.deps import CurrentPrincipal, SessionDep
-from api.principal import ADMINISTRATOR, SUPERVISOR, Principal
+from api.deps import SessionDep, refusal, require_roles
+from api.principal import Principal
 from api.problems import Problem
 from api.schemas.accounts import (
     ApiKeyCreate,
@@ -32,7 +31,8 @@ from api.schemas.accounts import (
     UserCreate,
     UserRead,
 )
-from storage import accounts, records
+from storage import accounts, apikeys, records
+from storage.roles import ADMINISTRATOR, SUPERVISOR
 
 router = APIRouter(prefix="/admin", tags=["administration"])
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
@@ -41,20 +41,8 @@ UserName = Annotated[str, Path(max_length=100)]
 CaseId = Annotated[str, Path(max_length=64)]
 ACCOUNT_ROLES = (ADMINISTRATOR,)
 ASSIGNMENT_ROLES = (ADMINISTRATOR, SUPERVISOR)
-
-
-def _refuse(request: Request, status_code: int, title: str, detail: str) -> Problem:
-    """A refusal, its reason noted for the request's audit entry."""
-    note = note_of(request)
-    if note is not None:
-        note.detail["reason"] = detail
-    return Problem(status_code, title, detail)
-
-
-def _require(request: Request, principal: Principal, *roles: str) -> None:
-    """403 unless the principal holds one of `roles`."""
-    if not principal.has(*roles):
-        raise _refuse(request, 403, "Not permitted", f"This needs one of the roles: {', '.join(roles)}.")
+AccountManager = Annotated[Principal, require_roles(*ACCOUNT_ROLES)]
+AssignmentManager = Annotated[Principal, require_roles(*ASSIGNMENT_ROLES)]
 
 
 def _is_self(principal: Principal, user: accounts.User) -> bool:
@@ -77,45 +65,41 @@ def _load_user(session: SessionDep, username: str) -> accounts.User:
 def _invalid(request: Request, exc: accounts.AccountError) -> Problem:
     title = ("Weak password" if isinstance(exc, accounts.WeakPassword)
              else "Conflicting roles" if isinstance(exc, accounts.RoleConflict) else "Invalid account")
-    return _refuse(request, 422, title, str(exc))
+    return refusal(request, 422, title, str(exc))
 
 
 # --- users --------------------------------------------------------------------------------------------------------
 
 
 @router.post("/users", status_code=status.HTTP_201_CREATED, response_model=UserRead)
-def create_user(request: Request, body: UserCreate, session: SessionDep, principal: CurrentPrincipal) -> UserRead:
-    _require(request, principal, *ACCOUNT_ROLES)
+def create_user(request: Request, body: UserCreate, session: SessionDep, principal: AccountManager) -> UserRead:
     try:
         user = accounts.create_user(session, username=body.username, password=body.password, roles=body.roles,
                                     display_name=body.display_name, created_by=principal.name)
     except accounts.DuplicateUser as exc:
-        raise _refuse(request, 409, "User exists", str(exc)) from None
+        raise refusal(request, 409, "User exists", str(exc)) from None
     except accounts.AccountError as exc:
         raise _invalid(request, exc) from None
     return _user_read(user)
 
 
 @router.get("/users", response_model=list[UserRead])
-def list_users(request: Request, session: SessionDep, principal: CurrentPrincipal, offset: Offset = 0,
+def list_users(session: SessionDep, principal: AccountManager, offset: Offset = 0,
                limit: Limit = 100) -> list[UserRead]:
-    _require(request, principal, *ACCOUNT_ROLES)
     return [_user_read(u) for u in accounts.list_users(session, offset=offset, limit=limit)]
 
 
 @router.get("/users/{username}", response_model=UserRead)
-def get_user(request: Request, username: UserName, session: SessionDep, principal: CurrentPrincipal) -> UserRead:
-    _require(request, principal, *ACCOUNT_ROLES)
+def get_user(username: UserName, session: SessionDep, principal: AccountManager) -> UserRead:
     return _user_read(_load_user(session, username))
 
 
 @router.post("/users/{username}/deactivate", response_model=UserRead)
-def deactivate_user(request: Request, username: UserName, session: SessionDep, principal: CurrentPrincipal) -> UserRead:
+def deactivate_user(request: Request, username: UserName, session: SessionDep, principal: AccountManager) -> UserRead:
     """Deactivate the account: its access tokens and API keys stop working at once, its sessions end."""
-    _require(request, principal, *ACCOUNT_ROLES)
     user = _load_user(session, username)
     if _is_self(principal, user):
-        raise _refuse(request, 409, "Cannot deactivate yourself",
+        raise refusal(request, 409, "Cannot deactivate yourself",
                       "An administrator cannot deactivate their own account.")
     accounts.deactivate_user(session, user=user)
     return _user_read(user)
@@ -123,9 +107,8 @@ def deactivate_user(request: Request, username: UserName, session: SessionDep, p
 
 @router.put("/users/{username}/password", status_code=status.HTTP_204_NO_CONTENT)
 def reset_password(request: Request, username: UserName, body: PasswordReset, session: SessionDep,
-                   principal: CurrentPrincipal) -> Response:
+                   principal: AccountManager) -> Response:
     """Set a new password; the user's sessions end (refresh tokens, and access tokens issued before)."""
-    _require(request, principal, *ACCOUNT_ROLES)
     user = _load_user(session, username)
     try:
         accounts.set_password(session, user=user, password=body.password)
@@ -136,14 +119,13 @@ def reset_password(request: Request, username: UserName, body: PasswordReset, se
 
 @router.put("/users/{username}/roles", response_model=UserRead)
 def set_roles(request: Request, username: UserName, body: RolesUpdate, session: SessionDep,
-              principal: CurrentPrincipal) -> UserRead:
+              principal: AccountManager) -> UserRead:
     """Replace the user's roles; their access tokens issued before are refused from now on.
 
     Refused: your own roles (403), and administrator together with a case-data role (422)."""
-    _require(request, principal, *ACCOUNT_ROLES)
     user = _load_user(session, username)
     if _is_self(principal, user):
-        raise _refuse(request, 403, "Cannot change your own roles",
+        raise refusal(request, 403, "Cannot change your own roles",
                       "Nobody changes their own roles; another administrator must do it.")
     try:
         accounts.set_roles(session, user=user, roles=body.roles)
@@ -157,35 +139,31 @@ def set_roles(request: Request, username: UserName, body: RolesUpdate, session: 
 
 @router.post("/users/{username}/api-keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated)
 def create_api_key(request: Request, username: UserName, body: ApiKeyCreate, session: SessionDep,
-                   principal: CurrentPrincipal) -> ApiKeyCreated:
+                   principal: AccountManager) -> ApiKeyCreated:
     """A new API key for a case-system account; the key is in this answer only."""
-    _require(request, principal, *ACCOUNT_ROLES)
     user = _load_user(session, username)
     if body.expires_at is not None and body.expires_at.tzinfo is None:
-        raise _refuse(request, 422, "Invalid request", "expires_at needs a time zone (UTC).")
+        raise refusal(request, 422, "Invalid request", "expires_at needs a time zone (UTC).")
     try:
-        key, plaintext = accounts.create_api_key(session, user=user, name=body.name, expires_at=body.expires_at)
+        key, plaintext = apikeys.create_api_key(session, user=user, name=body.name, expires_at=body.expires_at)
     except accounts.AccountError as exc:
         raise _invalid(request, exc) from None
     return ApiKeyCreated(**ApiKeyRead.model_validate(key).model_dump(), key=plaintext)
 
 
 @router.get("/users/{username}/api-keys", response_model=list[ApiKeyRead])
-def list_api_keys(request: Request, username: UserName, session: SessionDep,
-                  principal: CurrentPrincipal) -> list[ApiKeyRead]:
-    _require(request, principal, *ACCOUNT_ROLES)
+def list_api_keys(username: UserName, session: SessionDep, principal: AccountManager) -> list[ApiKeyRead]:
     user = _load_user(session, username)
-    return [ApiKeyRead.model_validate(k) for k in accounts.list_api_keys(session, user=user)]
+    return [ApiKeyRead.model_validate(k) for k in apikeys.list_api_keys(session, user=user)]
 
 
 @router.post("/api-keys/{key_id}/revoke", response_model=ApiKeyRead)
-def revoke_api_key(request: Request, key_id: Annotated[str, Path(max_length=36)], session: SessionDep,
-                   principal: CurrentPrincipal) -> ApiKeyRead:
-    _require(request, principal, *ACCOUNT_ROLES)
-    key = accounts.get_api_key(session, key_id=key_id)
+def revoke_api_key(key_id: Annotated[str, Path(max_length=36)], session: SessionDep,
+                   principal: AccountManager) -> ApiKeyRead:
+    key = apikeys.get_api_key(session, key_id=key_id)
     if key is None:
         raise Problem(404, "API key not found", f"There is no API key {key_id}.")
-    accounts.revoke_api_key(session, key=key)
+    apikeys.revoke_api_key(session, key=key)
     return ApiKeyRead.model_validate(key)
 
 
@@ -200,18 +178,15 @@ def _case_id(session: SessionDep, case_id: str) -> str:
 
 
 @router.get("/cases/{case_id}/assignments", response_model=list[AssignmentRead])
-def list_assignments(request: Request, case_id: CaseId, session: SessionDep,
-                     principal: CurrentPrincipal) -> list[AssignmentRead]:
-    _require(request, principal, *ASSIGNMENT_ROLES)
+def list_assignments(case_id: CaseId, session: SessionDep, principal: AssignmentManager) -> list[AssignmentRead]:
     found = accounts.assignments_of_case(session, case_id=_case_id(session, case_id))
     return [AssignmentRead.model_validate(a) for a in found]
 
 
 @router.put("/cases/{case_id}/assignments/{username}", response_model=AssignmentRead)
 def assign(request: Request, case_id: CaseId, username: UserName, session: SessionDep,
-           principal: CurrentPrincipal) -> AssignmentRead:
+           principal: AssignmentManager) -> AssignmentRead:
     """Assign a user (a local account or an OpenID Connect user, by name) to the case; idempotent."""
-    _require(request, principal, *ASSIGNMENT_ROLES)
     try:
         assignment = accounts.assign(session, case_id=_case_id(session, case_id), username=username,
                                      assigned_by=principal.name)
@@ -221,9 +196,7 @@ def assign(request: Request, case_id: CaseId, username: UserName, session: Sessi
 
 
 @router.delete("/cases/{case_id}/assignments/{username}", status_code=status.HTTP_204_NO_CONTENT)
-def unassign(request: Request, case_id: CaseId, username: UserName, session: SessionDep,
-             principal: CurrentPrincipal) -> Response:
-    _require(request, principal, *ASSIGNMENT_ROLES)
+def unassign(case_id: CaseId, username: UserName, session: SessionDep, principal: AssignmentManager) -> Response:
     if not accounts.unassign(session, case_id=_case_id(session, case_id), username=username):
         raise Problem(404, "Assignment not found", f"{username!r} is not assigned to case {case_id}.")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -13,11 +13,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from api.deps import SessionDep, SettingsDep, StoreDep, require_roles
-from api.principal import AUDITOR, Principal
+from api.principal import Principal
 from api.problems import Problem
 from api.schemas.audit import AuditEntryRead, ChainVerification
 from storage import audit, checkpoints
 from storage.db import reading
+from storage.roles import AUDITOR
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 Text = Annotated[str | None, Query(max_length=200)]

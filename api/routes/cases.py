@@ -15,11 +15,12 @@ from api.deps import (
     require_roles,
     visible_case_ids,
 )
-from api.principal import CASE_SYSTEM, INVESTIGATOR, SUPERVISOR, Principal
+from api.principal import Principal
 from api.problems import Problem
 from api.schemas.analysis import FindingRead
 from api.schemas.cases import CaseCreate, CaseRead, EvidenceRead
 from storage import accounts, records
+from storage.roles import CASE_SYSTEM, INVESTIGATOR, SUPERVISOR
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]

@@ -8,10 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header
 
 from api.deps import SessionDep, SettingsDep, require_roles
-from api.principal import ADMINISTRATOR, SUPERVISOR, Principal
+from api.principal import Principal
 from api.problems import Problem
 from api.schemas.intake import IntakeFailureRead, WebhookAck
 from storage import intake, records
+from storage.roles import ADMINISTRATOR, SUPERVISOR
 
 router = APIRouter(prefix="/intake", tags=["intake"])
 

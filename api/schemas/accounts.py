@@ -12,8 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from api.schemas.base import ReadModel
+from storage.roles import ROLES, Role
 
-RoleName = Literal["investigator", "forensic_examiner", "supervisor", "auditor", "case_system", "administrator"]
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$"
 
 
@@ -41,7 +41,7 @@ class UserCreate(BaseModel):
     display_name: str = Field(default="", max_length=200)
     password: str | None = Field(default=None, max_length=1024,
                                  description="12+ characters mixing at least two kinds (lower, upper, digit, other)")
-    roles: list[RoleName] = Field(min_length=1, max_length=6)
+    roles: list[Role] = Field(min_length=1, max_length=len(ROLES))
 
 
 class UserRead(ReadModel):
@@ -60,7 +60,7 @@ class PasswordReset(BaseModel):
 
 
 class RolesUpdate(BaseModel):
-    roles: list[RoleName] = Field(min_length=1, max_length=6)
+    roles: list[Role] = Field(min_length=1, max_length=len(ROLES))
 
 
 class ApiKeyCreate(BaseModel):
