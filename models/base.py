@@ -3,7 +3,8 @@
 A model's weights ship inside an installed package (never downloaded at run time). `ModelSpec` names the
 file, its SHA-256, licence and runtime; `Model.load()` checks the file before anything reads it, so a result
 can always be tied to the exact weights that produced it. Models are loaded once per worker (a Ray actor's
-`__init__`), never at import time.
+`__init__`), never at import time. Every inference wrapper in `models/` is a `Model` (a test checks it); an
+engine that is not a pinned file (Tesseract, a system binary) checks itself in `_weights` instead of a spec.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-Runtime = Literal["onnxruntime", "torch", "ultralytics", "dlib", "opencv", "tesseract", "nbis"]
+Runtime = Literal["onnxruntime", "torch", "ultralytics", "dlib", "opencv", "tesseract", "nbis", "py3langid"]
 In = TypeVar("In")
 Out = TypeVar("Out")
 
@@ -95,19 +96,28 @@ class Model(ABC, Generic[In, Out]):
     def loaded(self) -> bool:
         return self._loaded
 
+    @property
+    def name(self) -> str:
+        """What errors call the model: its spec's name."""
+        return self.spec.name
+
     def load(self) -> None:
         """Verify the weights, load them, and warm up with one prediction."""
         with self._lock:
             if self._loaded:
                 return
-            self._load(self.spec.verify())
+            self._load(self._weights())
             self._warm_up()
             self._loaded = True
 
     def predict(self, inputs: In) -> Out:
         if not self._loaded:
-            raise ModelError(f"{self.spec.name} is not loaded; call load() first (once per worker)")
+            raise ModelError(f"{self.name} is not loaded; call load() first (once per worker)")
         return self._predict(inputs)
+
+    def _weights(self) -> Path:
+        """The file `_load` reads, checked first: the spec's weights, verified against its SHA-256."""
+        return self.spec.verify()
 
     def provenance(self) -> dict[str, Any]:
         return self.spec.provenance()

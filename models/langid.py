@@ -1,42 +1,70 @@
 """Language identification of recognised text: py3langid restricted to Dutch, French, German and English.
 
-The naive Bayes model ships inside the py3langid package (nothing is downloaded); it is loaded once per
-process, lazily and under a lock, with normalised probabilities. Results use Tesseract's language codes
-("nld", "fra", "deu", "eng") so they can select a Tesseract language model directly.
+The naive Bayes model ships inside the py3langid package (nothing is downloaded) and is pinned by SHA-256
+(`models.specs.PY3LANGID_MODEL`). `LanguageIdentifier` is a `Model`; `identify_language` uses one instance per
+process, loaded on the first text long enough to identify (never at import). Probabilities are normalised.
+Results use Tesseract's language codes ("nld", "fra", "deu", "eng") so they can select a Tesseract language
+model directly.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import threading
+from pathlib import Path
 from typing import Any
+
+from models.base import Model
+from models.specs import PY3LANGID_MODEL
 
 TESSERACT_CODES = {"nl": "nld", "fr": "fra", "de": "deu", "en": "eng"}
 MIN_LETTERS = 12  # fewer letters than this carry no reliable language signal
+WARM_UP_TEXT = "Every contact leaves a trace: Locard's exchange principle."
 
-_identifier: Any = None
-_lock = threading.Lock()
-
-
-def _load() -> Any:
-    global _identifier
-    with _lock:
-        if _identifier is None:
-            from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-            identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-            identifier.set_languages(sorted(TESSERACT_CODES))
-            _identifier = identifier
-    return _identifier
+Identified = tuple[str | None, float]
 
 
-def identify_language(text: str) -> tuple[str | None, float]:
+def _letters(text: str) -> int:
+    return sum(character.isalpha() for character in text)
+
+
+class LanguageIdentifier(Model[str, Identified]):
+    """The language of a text as a Tesseract code and its probability (0-1); (None, 0.0) for text with fewer
+    than MIN_LETTERS letters."""
+
+    spec = PY3LANGID_MODEL
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._identifier: Any = None
+
+    def _load(self, weights: Path) -> None:
+        from py3langid.langid import LanguageIdentifier as NaiveBayes
+
+        identifier = NaiveBayes.from_model_file(weights, norm_probs=True)
+        identifier.set_languages(sorted(TESSERACT_CODES))
+        self._identifier = identifier
+
+    def _warm_up(self) -> None:
+        self._predict(WARM_UP_TEXT)
+
+    def _predict(self, inputs: str) -> Identified:
+        if _letters(inputs) < MIN_LETTERS:
+            return None, 0.0
+        language, probability = self._identifier.classify(inputs)
+        return TESSERACT_CODES.get(str(language)), float(probability)
+
+
+_SHARED = LanguageIdentifier()  # loaded by the first `identify_language` that needs it
+
+
+def identify_language(text: str) -> Identified:
     """The language of `text` as a Tesseract code and its probability (0-1), or (None, 0.0) for text with
-    fewer than MIN_LETTERS letters."""
-    if sum(character.isalpha() for character in text) < MIN_LETTERS:
+    fewer than MIN_LETTERS letters (the model is not loaded for those)."""
+    if _letters(text) < MIN_LETTERS:
         return None, 0.0
-    language, probability = _load().classify(text)
-    return TESSERACT_CODES.get(str(language)), float(probability)
+    if not _SHARED.loaded:
+        _SHARED.load()
+    return _SHARED.predict(text)
 
 
 def provenance() -> dict[str, Any]:

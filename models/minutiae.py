@@ -7,17 +7,21 @@ resolution fields, no finger-view count, no extended-data length. Its loader onl
 `parse_iso_19794_2` reads both that layout and the standard one (24-byte record header with resolutions,
 4-byte finger view header, minutiae, 2-byte extended data length); `to_nbis_iso` turns a standard record from
 another system into the layout nbis can load. Minutia quality: nbis stores reliability x 63 (0-63).
+Records are loaded for Bozorth3 by `MinutiaeLoader`, a `Model` on the verified nbis library; `load_minutiae`
+uses one per process, loaded by its first record (never at import).
 """
 
 from __future__ import annotations
 
 import struct
-import threading
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from models.base import Model
 from models.fingerprints import TARGET_PPI, FingerprintRejected
+from models.specs import NBIS_LIBRARY
 
 
 class IsoTemplate(NamedTuple):
@@ -125,30 +129,44 @@ def to_nbis_iso(data: bytes) -> bytes:
 # --------------------------------------------------------------------------------------------- matching
 
 
-_ISO_LOADER: Any = None
-_LOADER_LOCK = threading.Lock()
+class MinutiaeLoader(Model[bytes, Any]):
+    """Minutiae records (either layout) as `nbis.Minutiae`, ready for Bozorth3: one nbis extractor used only to
+    load ISO records (loading does not touch MINDTCT), on the verified nbis library."""
+
+    spec = NBIS_LIBRARY
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._extractor: Any = None
+
+    def _load(self, weights: Path) -> None:
+        import nbis
+
+        self._extractor = nbis.new_nbis_extractor(nbis.NbisExtractorSettings(
+            min_quality=0.0, get_center=False, check_fingerprint=False, compute_nfiq2=False, ppi=TARGET_PPI))
+
+    def _warm_up(self) -> None:
+        ring = np.array([[128 + 60 * np.cos(a), 128 + 60 * np.sin(a), np.degrees(a) % 360, 40]
+                         for a in np.linspace(0, 2 * np.pi, 12, endpoint=False)])
+        self._predict(encode_iso_19794_2(256, 256, ring))
+
+    def _predict(self, inputs: bytes) -> Any:
+        import nbis
+
+        try:
+            return self._extractor.load_iso_19794_2_2005(to_nbis_iso(inputs))
+        except nbis.NbisError.InvalidTemplate as error:
+            raise FingerprintRejected(f"the minutiae record cannot be loaded: {error}") from error
 
 
-def _nbis_loader() -> Any:
-    """One nbis extractor used only to load ISO records (loading does not touch MINDTCT)."""
-    global _ISO_LOADER
-    with _LOADER_LOCK:
-        if _ISO_LOADER is None:
-            import nbis
-
-            _ISO_LOADER = nbis.new_nbis_extractor(nbis.NbisExtractorSettings(
-                min_quality=0.0, get_center=False, check_fingerprint=False, compute_nfiq2=False, ppi=TARGET_PPI))
-        return _ISO_LOADER
+_SHARED = MinutiaeLoader()  # loaded by the first record that `load_minutiae` is given
 
 
 def load_minutiae(iso: bytes) -> Any:
     """An `nbis.Minutiae` from a record (either layout), ready for Bozorth3."""
-    import nbis
-
-    try:
-        return _nbis_loader().load_iso_19794_2_2005(to_nbis_iso(iso))
-    except nbis.NbisError.InvalidTemplate as error:
-        raise FingerprintRejected(f"the minutiae record cannot be loaded: {error}") from error
+    if not _SHARED.loaded:
+        _SHARED.load()
+    return _SHARED.predict(iso)
 
 
 class Bozorth3:

@@ -27,7 +27,7 @@ import numpy as np
 
 from models.base import ModelError
 from models.langid import identify_language
-from models.tesseract import TesseractBinary
+from models.tesseract import TesseractBinary, TesseractModel
 
 __all__ = ["OcrLine", "OcrPage", "OcrWord", "TesseractOcr", "character_error_rate", "identify_language"]
 
@@ -283,12 +283,12 @@ def _parse_osd(output: str) -> tuple[int, float] | None:
     return int(rotate.group(1)) % 360, float(confidence.group(1))
 
 
-class TesseractOcr:
+class TesseractOcr(TesseractModel[np.ndarray, OcrPage]):
     """Document OCR with the Tesseract CLI: orientation, four languages combined, a single-language pass.
 
     `load()` finds the binary, records its version and Leptonica's, and the SHA-256 of every language file
     it uses (the reading languages and `osd`); it refuses to load when one is missing. Every run goes through
-    stdin as PNG, with OMP_THREAD_LIMIT=1 and a timeout.
+    stdin as PNG, with OMP_THREAD_LIMIT=1 and a timeout. `predict(image)` is `read_page(image)`.
     """
 
     def __init__(self, *, binary: str = "tesseract", languages: Sequence[str] = DEFAULT_LANGUAGES,
@@ -297,18 +297,14 @@ class TesseractOcr:
                  second_pass_languages: Sequence[str] = SECOND_PASS_LANGUAGES) -> None:
         if not languages:
             raise ValueError("at least one language is needed")
+        super().__init__()
         self.binary, self.languages, self.timeout_s, self.psm = binary, tuple(languages), timeout_s, psm
         self.osd_min_confidence, self.osd_glyph_height = osd_min_confidence, osd_glyph_height
         self.second_pass_languages = tuple(second_pass_languages)
         self.tesseract = TesseractBinary(binary=binary, languages=(*self.languages, "osd"), timeout_s=timeout_s)
 
-    @property
-    def loaded(self) -> bool:
-        return self.tesseract.loaded
-
-    def load(self) -> None:
-        """Check the binary and its language data (the reading languages and `osd`); record their SHA-256."""
-        self.tesseract.load()
+    def _predict(self, inputs: np.ndarray) -> OcrPage:
+        return self.read_page(inputs)
 
     def _png(self, gray: np.ndarray) -> bytes:
         import cv2
@@ -342,7 +338,7 @@ class TesseractOcr:
 
     def read_page(self, image: np.ndarray, *, languages: Sequence[str] | None = None) -> OcrPage:
         """Read one page (H x W x 3 RGB or H x W grey, uint8): orientation, recognition, language."""
-        if not self.tesseract.loaded:
+        if not self.loaded:
             raise ModelError("tesseract is not loaded; call load() first")
         languages = tuple(languages or self.languages)
         if unknown := sorted(set(languages) - set(self.tesseract.traineddata)):

@@ -24,7 +24,7 @@ import numpy as np
 
 from models.base import Model, ModelError
 from models.specs import PLATE_DETECTOR, PPOCR_REC
-from models.tesseract import TesseractBinary
+from models.tesseract import TesseractBinary, TesseractModel
 
 DETECTOR_CONFIDENCE = 0.25
 DETECTOR_IOU = 0.5
@@ -206,7 +206,7 @@ def parse_tsv(tsv: str) -> PlateReading:
     return PlateReading(" ".join(word for word, _ in words), float(np.mean([conf for _, conf in words])))
 
 
-class TesseractPlateReader:
+class TesseractPlateReader(TesseractModel[np.ndarray, PlateReading]):
     """A second reading of a plate crop by the Tesseract CLI (`--psm 7`, one line, A-Z 0-9 '-'), via stdin.
 
     `load()` finds the binary, records its version and hashes the language data; `predict()` runs it with
@@ -215,18 +215,11 @@ class TesseractPlateReader:
 
     def __init__(self, *, binary: str = "tesseract", language: str = "eng",
                  timeout_s: float = TESSERACT_TIMEOUT_S) -> None:
+        super().__init__()
         self.binary, self.language, self.timeout_s = binary, language, timeout_s
         self.tesseract = TesseractBinary(binary=binary, languages=(language,), timeout_s=timeout_s)
 
-    @property
-    def loaded(self) -> bool:
-        return self.tesseract.loaded
-
-    def load(self) -> None:
-        """Check the binary and its language data; record the version and the traineddata's SHA-256."""
-        self.tesseract.load()
-
-    def predict(self, inputs: np.ndarray) -> PlateReading:
+    def _predict(self, inputs: np.ndarray) -> PlateReading:
         """Read one RGB plate crop."""
         import cv2
 

@@ -53,7 +53,12 @@ NBIS_LIBRARY = ModelSpec(
     "bundled (NIST, public domain)", runtime="nbis",
     description="NIST NBIS (MINDTCT minutiae, Bozorth3 matcher, SIVV check) and NFIQ 2, compiled into "
     "nbis-py's libnbis.so")
+PY3LANGID_MODEL = ModelSpec(
+    name="py3langid-naive-bayes", package="py3langid", resource="data/model.npz.xz",
+    sha256="f4f4a2c3465ca1f081541037f9cac23021d68151c2f709c55ae5eedfca522963", licence="BSD-3-Clause",
+    runtime="py3langid",
+    description="py3langid's naive Bayes language identifier, restricted by Locard to nl, fr, de and en")
 
 ALL_SPECS: tuple[ModelSpec, ...] = (YOLOV8N_COCO, PLATE_DETECTOR, MTCNN_PNET, MTCNN_RNET, MTCNN_ONET,
                                     DLIB_FACE_EMBEDDING, DLIB_SHAPE_5, PPOCR_DET, PPOCR_REC, PPOCR_CLS,
-                                    NBIS_LIBRARY)
+                                    NBIS_LIBRARY, PY3LANGID_MODEL)

@@ -17,12 +17,8 @@ rows deleted and the head rewound, everything deleted, stripped, or an older bac
 is found against `anchors`: signed checkpoints of the heads kept outside the record store (`storage.checkpoints`).
 The chain must still pass through each checkpointed entry with exactly its hash and must not end before it.
 
-Rows are chained at flush time by a `before_flush` listener installed on every SQLAlchemy `Session` when this
-module is imported (`storage.db` imports it). Per flush it locks the two chain heads (PostgreSQL: `SELECT ... FOR
-UPDATE`, in name order, both heads always so two transactions can never wait on each other; SQLite: an `UPDATE`
-of the heads, which takes the database write lock), gives each new row the id `head.last_id + 1` (gapless, so a
-deleted row shows as a gap), computes its hashes and moves the heads on. The locks are held until the transaction
-ends, so chained writers serialise: keep transactions that write audit or custody rows short.
+Rows are chained at flush time by `storage.chaining`, which `storage.db.session_factory` installs on every
+session factory it builds (importing this module registers nothing).
 """
 
 from __future__ import annotations
@@ -35,11 +31,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
-from sqlalchemy import JSON, Integer, String, Table, Text, event, inspect, select, update
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import InstanceState, Mapped, Session, mapped_column
+from sqlalchemy import JSON, Integer, String, Table, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from storage.settings import DEVELOPMENT_AUDIT_KEY
 from storage.tables import Base, CustodyEvent, utcnow
 
 ACTIONS = ("collection", "alteration", "consultation", "disclosure", "combination", "erasure", "authentication")
@@ -137,67 +131,6 @@ def entry_hash(key: bytes, prev_hash: str, fields: Mapping[str, Any]) -> str:
     return hmac.new(key, prev_hash.encode("ascii") + canonical(fields).encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-# --- chaining at flush ----------------------------------------------------------------------------------------------
-
-
-def _lock_heads(connection: Connection) -> dict[str, tuple[int, str]]:
-    """Lock both chain heads until the transaction ends, and read them."""
-    heads = _HEADS
-    if connection.dialect.name == "sqlite":
-        # The first write of a transaction takes SQLite's database lock (waiting out the busy timeout), so the
-        # read below cannot be overtaken by another writer.
-        connection.execute(update(heads).where(heads.c.name.in_(CHAINS)).values(last_id=heads.c.last_id))
-        query = select(heads.c.name, heads.c.last_id, heads.c.last_hash).where(heads.c.name.in_(CHAINS))
-    else:
-        query = (select(heads.c.name, heads.c.last_id, heads.c.last_hash).where(heads.c.name.in_(CHAINS))
-                 .order_by(heads.c.name).with_for_update())
-    found = {row.name: (int(row.last_id), str(row.last_hash)) for row in connection.execute(query)}
-    missing = [name for name in CHAINS if name not in found]
-    if missing:
-        raise RuntimeError(f"chain head(s) {', '.join(missing)} missing: the record store is not migrated")
-    return found
-
-
-def _prepare(obj: AuditEntry | CustodyEvent) -> None:
-    """Give the row the values its defaults would give it, normalised so they hash the same after a round-trip."""
-    if obj.at is None:
-        obj.at = utcnow()
-    obj.detail = plain_json(obj.detail if obj.detail is not None else {})
-    if isinstance(obj, AuditEntry):
-        obj.actor_roles = plain_json(list(obj.actor_roles or ()))
-        obj.recipients = plain_json(list(obj.recipients or ()))
-        if obj.outcome is None:
-            obj.outcome = "ok"
-
-
-def _chain_new_rows(session: Session, _flush_context: Any, _instances: Any) -> None:
-    pending = [obj for obj in session.new if isinstance(obj, AuditEntry | CustodyEvent)]
-    if not pending:
-        return
-    pending.sort(key=lambda obj: cast(InstanceState[Any], inspect(obj)).insert_order or 0)
-    key = session.info.get("chain_key") or DEVELOPMENT_AUDIT_KEY.encode()
-    connection = session.connection()
-    heads = _lock_heads(connection)
-    moved: set[str] = set()
-    for obj in pending:
-        chain = "audit" if isinstance(obj, AuditEntry) else "custody"
-        _prepare(obj)
-        last_id, last_hash = heads[chain]
-        obj.id = last_id + 1
-        obj.prev_hash = last_hash
-        obj.entry_hash = entry_hash(key, last_hash, {name: getattr(obj, name) for name in _TABLES[chain][1]})
-        heads[chain] = (obj.id, obj.entry_hash)
-        moved.add(chain)
-    table = _HEADS
-    for chain in sorted(moved):
-        last_id, last_hash = heads[chain]
-        connection.execute(update(table).where(table.c.name == chain)
-                           .values(last_id=last_id, last_hash=last_hash, updated_at=utcnow()))
-
-
-event.listen(Session, "before_flush", _chain_new_rows)
-
-
 # --- writing and reading the log --------------------------------------------------------------------------------
 
 
@@ -207,8 +140,8 @@ def record(session: Session, *, actor: str, roles: Sequence[str], action: str, r
            outcome: str = "ok", detail: dict[str, Any] | None = None) -> AuditEntry:
     """Log one operation: who (`actor`, `roles`) did what (`action`, one of ACTIONS) to which `resource`.
 
-    The entry is added to `session`; it is chained (id, hashes) when the session flushes, and kept only if the
-    session's transaction commits.
+    The entry is added to `session`; it is chained (id, hashes) when the session flushes (a session from
+    `storage.db.session_factory`), and kept only if the session's transaction commits.
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}; expected one of {', '.join(ACTIONS)}")

@@ -12,7 +12,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage import audit  # noqa: F401  (installs the chaining of audit and custody rows on every session)
+from storage import chaining
 from storage.settings import DEVELOPMENT_AUDIT_KEY
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -69,11 +69,15 @@ def migrate(engine: Engine) -> None:
 def session_factory(engine: Engine, *, chain_key: bytes | None = None) -> sessionmaker[Session]:
     """Sessions on `engine` whose audit and custody rows are chained with `chain_key` (`Settings.chain_key`).
 
-    Without a key, the development key is used: every process writing to one record store must pass the same key,
-    or its rows will not verify.
+    Every session Locard makes comes from here: the chaining is installed on this factory (`storage.chaining`),
+    not on SQLAlchemy's `Session`, so a session made any other way writes no chained rows. Without a key, the
+    development key is used: every process writing to one record store must pass the same key, or its rows will
+    not verify.
     """
     key = chain_key if chain_key is not None else DEVELOPMENT_AUDIT_KEY.encode()
-    return sessionmaker(engine, expire_on_commit=False, info={"chain_key": key})
+    factory = sessionmaker(engine, expire_on_commit=False, info={"chain_key": key})
+    chaining.install(factory)
+    return factory
 
 
 @contextmanager

@@ -3,8 +3,9 @@
 API uploads claim their object key, store the object and record it (`ingest_upload`); objects written straight
 into the evidence bucket arrive as S3 event records (MinIO webhook, or the reconciliation sweep) and become
 durable intake jobs that a worker completes with `process_intake`. Both record the S3 event in MinIO's
-notification format, open the chain of custody, and enqueue analysis planning for the new evidence item. A key
-claimed by an upload in progress is left to it; a presigned upload grant takes in one object version only.
+notification format (`storage.s3events`), open the chain of custody, and enqueue analysis planning for the new
+evidence item. A key claimed by an upload in progress is left to it; a presigned upload grant takes in one
+object version only.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tempfile
-import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +27,7 @@ from storage import jobs
 from storage.db import transaction
 from storage.media import SNIFF_BYTES, sniff_media_type
 from storage.objectstore import ObjectStore, StoredObject
+from storage.s3events import object_created_record, parse_object_created
 from storage.tables import Case, CustodyEvent, Evidence, EvidenceObject, IntakeClaim, Job, utcnow
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -56,36 +57,6 @@ def safe_filename(name: str | None) -> str:
     base = (name or "evidence").replace("\\", "/").rsplit("/", 1)[-1]
     cleaned = _SAFE_NAME.sub("_", base).strip("._") or "evidence"
     return cleaned[:200]
-
-
-def object_created_record(*, bucket: str, key: str, version_id: str, size: int, etag: str = "",
-                          principal: str, event_name: str = "s3:ObjectCreated:Put",
-                          content_type: str = "", source: str = "locard") -> dict[str, Any]:
-    """An S3 event record in MinIO's bucket-notification format."""
-    return {
-        "eventVersion": "2.0",
-        "eventSource": "minio:s3" if source == "minio" else f"{source}:s3",
-        "awsRegion": "",
-        "eventTime": utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "eventName": event_name,
-        "userIdentity": {"principalId": principal},
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "configurationId": "locard-intake",
-            "bucket": {"name": bucket, "arn": f"arn:aws:s3:::{bucket}"},
-            "object": {"key": urllib.parse.quote_plus(key, safe="/"), "size": size, "eTag": etag,
-                       "contentType": content_type, "versionId": version_id, "sequencer": uuid.uuid4().hex[:16]},
-        },
-    }
-
-
-def parse_object_created(record: dict[str, Any]) -> tuple[str, str, str, int] | None:
-    """(bucket, key, version, size) of an `s3:ObjectCreated:*` record; None for other events."""
-    if not str(record.get("eventName", "")).startswith("s3:ObjectCreated:"):
-        return None
-    s3 = record["s3"]
-    key = urllib.parse.unquote_plus(s3["object"]["key"])
-    return s3["bucket"]["name"], key, str(s3["object"].get("versionId") or ""), int(s3["object"].get("size") or 0)
 
 
 def kind_from_key(key: str) -> str | None:

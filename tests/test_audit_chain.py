@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from alembic import command
 from sqlalchemy import Engine, func, select, text, update
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage import audit, intake, records
@@ -137,13 +137,14 @@ def test_audit_and_custody_verify_and_the_key_matters(engine: Engine, chained: s
         actions = [event.action for event in records.custody_of(session, evidence_id=evidence_id)]
         ids = session.scalars(select(CustodyEvent.id).order_by(CustodyEvent.id)).all()
     assert actions == ["received", "stored", "downloaded"] and ids == [1, 2, 3]
-    # Another key does not verify, and a session without one chains with the development key.
+    # Another key does not verify, and a factory without one chains with the development key.
     wrong = _verify(chained, key=OTHER_KEY)
     assert not wrong.ok and wrong.first_bad_id == 1 and "another key" in (wrong.reason or "")
     development = session_factory(engine)  # no key given: the development key
-    _append(development, 1)
+    _append(development, 2)
     assert _verify(chained).first_bad_id == 11
-    with Session(engine) as session, session.begin():  # a session made without session_factory
+    # A session made without session_factory chains nothing, so the database refuses its audit entry (no hashes).
+    with pytest.raises(IntegrityError), Session(engine) as session, session.begin():
         audit.record(session, actor="plain-session", roles=[], action="erasure", resource="evidence")
     with development() as session:
         rows = session.execute(select(AuditEntry.id, AuditEntry.prev_hash, AuditEntry.entry_hash)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage import intake, records
+from storage import intake, records, s3events
 from storage.db import transaction
 from storage.fakes import MemoryObjectStore
 from storage.tables import Case, CustodyEvent, Evidence, EvidenceObject, Job
@@ -64,7 +64,7 @@ def test_received_custody_holds_a_minio_format_event(factory: sessionmaker[Sessi
         received = session.scalars(select(CustodyEvent).where(CustodyEvent.action == "received")).one()
     record = received.detail["s3_event"]
     assert record["eventName"] == "s3:ObjectCreated:Put"
-    assert intake.parse_object_created(record) == (store.evidence_bucket, result.evidence.object_key,
+    assert s3events.parse_object_created(record) == (store.evidence_bucket, result.evidence.object_key,
                                                    result.evidence.version_id, result.evidence.size)
 
 
@@ -72,7 +72,7 @@ def test_bucket_object_becomes_evidence_once(factory: sessionmaker[Session], sto
                                              case: Case) -> None:
     data = bus_jpg_path().read_bytes()
     stored = store.put_raw(f"cases/{case.reference}/scene/bus.jpg", data)
-    record = intake.object_created_record(bucket=stored.bucket, key=stored.key, version_id=stored.version_id,
+    record = s3events.object_created_record(bucket=stored.bucket, key=stored.key, version_id=stored.version_id,
                                           size=stored.size, principal="minio-user", source="minio")
     with transaction(factory) as session:
         assert intake.record_object_event(session, evidence_bucket=store.evidence_bucket, record=record)
@@ -96,7 +96,7 @@ def test_same_content_in_the_bucket_is_recorded_as_duplicate(factory: sessionmak
                                                              store: MemoryObjectStore, case: Case) -> None:
     original = _ingest(factory, store, case, bus_jpg_path())
     copy = store.put_raw(f"cases/{case.reference}/copy.jpg", bus_jpg_path().read_bytes())
-    record = intake.object_created_record(bucket=copy.bucket, key=copy.key, version_id=copy.version_id,
+    record = s3events.object_created_record(bucket=copy.bucket, key=copy.key, version_id=copy.version_id,
                                           size=copy.size, principal="someone")
     with transaction(factory) as session:
         result = intake.process_intake(session, store, record=record, actor="intake", inbox_reference="INBOX",
@@ -110,7 +110,7 @@ def test_same_content_in_the_bucket_is_recorded_as_duplicate(factory: sessionmak
 
 def test_unknown_case_key_goes_to_the_inbox(factory: sessionmaker[Session], store: MemoryObjectStore) -> None:
     stored = store.put_raw("dropbox/photo.jpg", bus_jpg_path().read_bytes())
-    record = intake.object_created_record(bucket=stored.bucket, key=stored.key, version_id=stored.version_id,
+    record = s3events.object_created_record(bucket=stored.bucket, key=stored.key, version_id=stored.version_id,
                                           size=stored.size, principal="p")
     with transaction(factory) as session:
         result = intake.process_intake(session, store, record=record, actor="intake", inbox_reference="INBOX",
@@ -131,7 +131,7 @@ def test_sweep_finds_only_unseen_versions(factory: sessionmaker[Session], store:
 
 
 def test_other_events_and_buckets_are_ignored(factory: sessionmaker[Session], store: MemoryObjectStore) -> None:
-    record = intake.object_created_record(bucket="elsewhere", key="k", version_id="v", size=1, principal="p")
+    record = s3events.object_created_record(bucket="elsewhere", key="k", version_id="v", size=1, principal="p")
     removed = dict(record, eventName="s3:ObjectRemoved:Delete")
     with transaction(factory) as session:
         assert intake.record_object_event(session, evidence_bucket=store.evidence_bucket, record=record) is None
@@ -139,9 +139,9 @@ def test_other_events_and_buckets_are_ignored(factory: sessionmaker[Session], st
 
 
 def test_object_keys_with_spaces_round_trip() -> None:
-    record = intake.object_created_record(bucket="b", key="cases/X/my photo+1.jpg", version_id="v", size=3,
+    record = s3events.object_created_record(bucket="b", key="cases/X/my photo+1.jpg", version_id="v", size=3,
                                           principal="p")
-    assert intake.parse_object_created(record) == ("b", "cases/X/my photo+1.jpg", "v", 3)
+    assert s3events.parse_object_created(record) == ("b", "cases/X/my photo+1.jpg", "v", 3)
 
 
 def test_custody_is_append_only_in_the_database(factory: sessionmaker[Session], store: MemoryObjectStore,
