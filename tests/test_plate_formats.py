@@ -1,10 +1,18 @@
-"""National plate formats (BE, NL, FR, DE, LU): valid and invalid readings, OCR repair, EU band codes."""
+"""National plate formats: valid and invalid readings, OCR repair, EU band codes; readings of any country kept
+whole (`read_registration`), country candidates, and phantom readings told from plates."""
 
 from __future__ import annotations
 
 import pytest
 
 from workers.plate_formats import FORMATS, NL_SIDECODES, PlateCandidate, normalise_plate
+from workers.plate_registration import (
+    UNKNOWN_FORMAT,
+    WORLD_FORMATS,
+    implausibility,
+    is_plausible_plate,
+    read_registration,
+)
 
 
 def best(raw: str) -> PlateCandidate:
@@ -151,3 +159,132 @@ def test_french_department_band_read_with_the_plate_is_dropped() -> None:
 def test_every_format_is_known() -> None:
     assert {f.country for f in FORMATS} == {"BE", "NL", "FR", "DE", "LU"}
     assert len([f for f in FORMATS if f.country == "NL"]) == len(NL_SIDECODES) == 14
+
+
+# Readings of plates from outside BE/NL/FR/DE/LU, and what they are.
+FOREIGN = [
+    ("1AB 2345", "1AB 2345", "CZ"),
+    ("5A2 3456", "5A2 3456", "CZ"),  # the Czech third character may be a digit
+    ("WA 12345", "WA 12345", "PL"),
+    ("KR 1AC23", "KR 1AC23", "PL"),
+    ("1234 BCD", "1234 BCD", "ES"),
+    ("ZH 123456", "ZH 123456", "CH"),
+    ("AB12 CDE", "AB12 CDE", "GB"),
+]
+
+
+def test_normalise_plate_drops_the_leading_digit_of_a_czech_plate() -> None:
+    """The failure the issue reports, kept as a record of why `read_registration` exists: fitted to the five
+    countries' formats, the Czech 1AB 2345 loses its leading digit."""
+    candidates = normalise_plate("1AB 2345")
+    assert candidates[0].text_normalised == "AB 2345"
+    assert all("".join(ch for ch in c.text_normalised if ch.isalnum()) != "1AB2345" for c in candidates)
+
+
+@pytest.mark.parametrize(("raw", "text", "country"), FOREIGN)
+def test_foreign_plates_keep_every_character_and_name_their_country(raw: str, text: str, country: str) -> None:
+    registration = read_registration(raw)
+    assert (registration.text_normalised, registration.country) == (text, country)
+    assert registration.compact == "".join(ch for ch in raw if ch.isalnum())
+    assert registration.format_name.startswith(country)
+    assert (registration.candidate_countries, registration.country_source) == ((country,), "single format")
+
+
+@pytest.mark.parametrize(("raw", "compact"), [
+    ("AB 12345", "AB12345"),  # Norway: LU, NL and DE fit only with a character dropped or swapped
+    ("A 123 BC 77", "A123BC77"),  # Russia
+    ("1-ABC-234J", "1ABC234J"),  # a stray character, or a format not known here: kept, the trimmed one offered
+    ("ab.12 cd/34", "AB12CD34"),
+])
+def test_a_reading_no_format_takes_as_read_is_kept_as_read(raw: str, compact: str) -> None:
+    registration = read_registration(raw)
+    assert (registration.text_normalised, registration.format_name) == (compact, UNKNOWN_FORMAT)
+    assert (registration.country, registration.candidate_countries) == (None, ())
+    assert registration.text_read == raw
+    assert is_plausible_plate(registration)
+
+
+def test_repairs_are_offered_as_alternatives_never_reported() -> None:
+    swapped = read_registration("1-ABC-Z34")
+    assert (swapped.text_normalised, swapped.format_name) == ("1ABCZ34", UNKNOWN_FORMAT)
+    assert swapped.alternatives[0].text_normalised == "1-ABC-234"
+    assert swapped.alternatives[0].substitutions == 1
+    stray = read_registration("1-ABC-234J")
+    assert ("1-ABC-234", "BE") in {(c.text_normalised, c.country) for c in stray.alternatives}
+
+
+@pytest.mark.parametrize(("raw", "countries"), [
+    ("AB 123 CD", {"FR", "IT", "AR"}),  # French SIV, Italian, Argentine Mercosur: the same layout
+    ("ABC 123", {"BE", "AR", "DE"}),  # Belgian 1973-2008, old Argentine, German
+    ("7ABC123", {"BE", "US"}),  # Belgian 2010, Californian
+    ("ABC 1234", {"DE", "US"}),
+    ("AB 1234", {"LU", "NL", "DE"}),
+])
+def test_a_layout_shared_by_countries_names_none_and_lists_them(raw: str, countries: set[str]) -> None:
+    registration = read_registration(raw)
+    assert registration.country is None and registration.country_source is None
+    assert set(registration.candidate_countries) == countries
+    assert registration.compact == "".join(ch for ch in raw if ch.isalnum())
+    assert registration.format_name != UNKNOWN_FORMAT
+
+
+def test_the_argentine_mercosur_plate_is_argentine_when_its_emblem_or_band_says_so() -> None:
+    by_emblem = read_registration("AB 123 CD", emblem_country="ar")
+    assert (by_emblem.country, by_emblem.country_source) == ("AR", "emblem")
+    assert by_emblem.format_name.startswith("AR Mercosur") and by_emblem.text_normalised == "AB 123 CD"
+    old = read_registration("ABC 123", band_code="RA")
+    assert (old.country, old.format_name, old.country_source) == ("AR", "AR 1995 (ABC 123)", "band")
+
+
+@pytest.mark.parametrize(("raw", "band", "text", "country"), [
+    ("CZ 1AB 2345", None, "1AB 2345", "CZ"),
+    ("F AB-123-CD", None, "AB-123-CD", "FR"),
+    ("I AB 123 CD", None, "AB 123 CD", "IT"),
+    ("B1-ABC-234", None, "1-ABC-234", "BE"),  # glued, and the whole fits nothing
+    ("D B-MW 1234", None, "B-MW 1234", "DE"),  # apart, and the rest is German
+    ("CZ1AB2345", "CZ", "1AB 2345", "CZ"),  # the caller read the band: its code is not part of the registration
+    ("1AB 2345", "CZ", "1AB 2345", "CZ"),
+    ("BA 123 AB", "SK", "BA123AB", "SK"),  # no Slovak format here: kept as read, not rendered as French
+])
+def test_the_band_names_the_country(raw: str, band: str | None, text: str, country: str) -> None:
+    registration = read_registration(raw, band_code=band)
+    assert (registration.text_normalised, registration.country, registration.country_source) == (
+        text, country, "band")
+
+
+@pytest.mark.parametrize(("raw", "text"), [
+    ("B-MW 1234", "B-MW 1234"),  # Berlin: the rest is no Belgian plate
+    ("D-AB 123", "D-AB 123"),  # Duesseldorf: the D is joined by the district's dash, and the whole fits
+])
+def test_a_band_letter_that_belongs_to_the_registration_is_kept(raw: str, text: str) -> None:
+    registration = read_registration(raw)
+    assert (registration.text_normalised, registration.country_source) == (text, None)
+    assert "DE" in registration.candidate_countries
+
+
+@pytest.mark.parametrize("raw", ["8", "5", "LAUR", "SEER", "", "HELLO", "1234", "ABCDEFGHIJK12", "THE QUICK FOX"])
+def test_phantom_readings_are_not_plausible_plates(raw: str) -> None:
+    registration = read_registration(raw)
+    assert not is_plausible_plate(registration)
+    assert implausibility(registration)
+    assert registration.confidence == 0.0 or registration.format_name != UNKNOWN_FORMAT
+
+
+@pytest.mark.parametrize("raw", ["1-ABC-234", "GB-99-99", "AB-123-CD", "B-MW 1234", "12345", "1AB 2345",
+                                 "ZH 123456", "AB12 CDE", "AB 12345", "A123BC77"])
+def test_real_plates_are_plausible(raw: str) -> None:
+    registration = read_registration(raw)
+    assert is_plausible_plate(registration), implausibility(registration)
+    assert registration.confidence > 0.0
+
+
+def test_the_registration_is_json_ready() -> None:
+    data = read_registration("1-ABC-Z34").as_dict()
+    assert data["format_name"] == UNKNOWN_FORMAT and data["country"] is None
+    assert data["alternatives"][0]["text_normalised"] == "1-ABC-234"
+    assert isinstance(data["candidate_countries"], list)
+
+
+def test_world_formats_do_not_change_normalise_plate() -> None:
+    assert {f.country for f in WORLD_FORMATS} == {"CZ", "PL", "IT", "ES", "CH", "GB", "AR", "US"}
+    assert all(c.country in {"BE", "NL", "FR", "DE", "LU"} for c in normalise_plate("AB 123 CD"))

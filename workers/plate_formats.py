@@ -1,8 +1,11 @@
-"""Licence-plate formats of Belgium, the Netherlands, France, Germany and Luxembourg, and OCR repair.
+"""Licence-plate formats, OCR repair, and what a plate reading says without losing a character.
 
-`normalise_plate` turns what an OCR engine read on a plate into the registrations it can plausibly be, each
-with its country, format and a confidence (0-1) that says how well the text fits. Pure Python: it is used by
-the plate analyzer and, for plates written in documents, by OCR entity extraction.
+`normalise_plate` turns what an OCR engine read on a plate into the registrations it can plausibly be among the
+formats of Belgium, the Netherlands, France, Germany and Luxembourg (FORMATS), each with its country, format and
+a confidence (0-1) that says how well the text fits. Pure Python: it is used by the plate analyzer and, for
+plates written in documents, by OCR entity extraction.
+
+`read_registration` (`workers.plate_registration`) reads a plate for the record without dropping a character.
 
 How a reading is scored:
 
@@ -265,8 +268,8 @@ def _separator_factor(reading: frozenset[int], layout: Layout) -> float:
     return SEPARATORS_PARTIAL if reading <= expected else SEPARATORS_CONFLICT
 
 
-def _candidates(variant: _Variant) -> Iterator[PlateCandidate]:
-    for plate_format in FORMATS:
+def _candidates(variant: _Variant, formats: tuple[PlateFormat, ...] = FORMATS) -> Iterator[PlateCandidate]:
+    for plate_format in formats:
         for layout in plate_format.layouts:
             for groups, swaps in _fit(variant.text, layout, plate_format.letters):
                 band = (1.0 if variant.band_country is None else
