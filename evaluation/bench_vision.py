@@ -27,9 +27,10 @@ from typing import Any
 
 from evaluation.common import RESULTS, describe, locard_commit, machine_info
 from storage.media import SNIFF_BYTES, sniff_media_type
+from storage.messages import UpstreamFinding
 from storage.settings import Settings
 from workers.analyzers import registry
-from workers.analyzers.base import AnalysisLimits, Analyzer, EvidenceFile, FindingData
+from workers.analyzers.base import AnalysisLimits, Analyzer, EvidenceFile
 from workers.runtime import init_ray
 
 DEFAULT_OUT = RESULTS / "vision.json"
@@ -109,18 +110,19 @@ class BenchWorker:
             torch.set_num_threads(1)
         self.limits = AnalysisLimits()
 
-    def _item(self, path: Path, done: dict[str, list[dict[str, Any]]]) -> EvidenceFile:
+    def _item(self, path: Path, done: dict[str, list[UpstreamFinding]]) -> EvidenceFile:
         return dataclasses.replace(evidence_file(path), upstream=done)
 
-    def _helper_findings(self, path: Path) -> dict[str, list[dict[str, Any]]]:
+    def _helper_findings(self, path: Path) -> dict[str, list[UpstreamFinding]]:
         item = evidence_file(path)
-        return {name: [_as_dict(f) for f in helper.analyze(item, self.limits)] for name, helper in self.helpers.items()}
+        return {name: [finding.as_upstream() for finding in helper.analyze(item, self.limits)]
+                for name, helper in self.helpers.items()}
 
-    def _analyze(self, name: str, path: Path, done: dict[str, list[dict[str, Any]]]) -> int:
+    def _analyze(self, name: str, path: Path, done: dict[str, list[UpstreamFinding]]) -> int:
         analyzer = self.analyzers[name]
         item = self._item(path, {need: done[need] for need in analyzer.requires if need in done})
         findings = analyzer.analyze(item, self.limits)
-        done[name] = [_as_dict(f) for f in findings]
+        done[name] = [f.as_upstream() for f in findings]
         return len(findings)
 
     def run(self, path: str, runs: int) -> dict[str, Any]:
@@ -156,10 +158,6 @@ class BenchWorker:
         for name in self.analyzers:
             self._analyze(name, photo, done)
         return (time.perf_counter() - start) * 1000
-
-
-def _as_dict(finding: FindingData) -> dict[str, Any]:
-    return {"kind": finding.kind, "label": finding.label, "confidence": finding.confidence, "data": finding.data}
 
 
 def _actor(names: list[str]) -> Any:

@@ -1,16 +1,20 @@
-"""Recording analysis: every attempt ends in an AnalysisRun, and findings are written with their run, once."""
+"""Recording analysis: every attempt ends in an AnalysisRun, and findings are written with their run, once.
+
+The storage end of the messages to and from analyzer actors (`storage.messages`): `evidence_message` reads the
+rows an actor needs into an `EvidenceMessage`, and `record_outcome` turns the `RunOutcome` it answers into rows.
+"""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from storage import jobs, matching, textsearch
+from storage.messages import EvidenceMessage, Held, HeldTemplate, HeldText, RunOutcome, UpstreamFinding
 from storage.tables import (
     AnalysisRun,
     CustodyEvent,
@@ -22,29 +26,34 @@ from storage.tables import (
     new_id,
 )
 
-# A finding's data may carry, under this key, material that is held in its own table rather than in the finding:
-# page text for full-text search ({"text": ...}), a fingerprint template ({"iso_base64": ...}).
-HELD_KEY = "_held"
+
+def evidence_message(session: Session, *, evidence_id: str, requires: Sequence[str],
+                     pages: list[int] | None = None) -> EvidenceMessage:
+    """The evidence item as an analyzer actor receives it, with the findings of the analyzers it `requires`."""
+    evidence = session.get_one(Evidence, evidence_id)
+    return EvidenceMessage(id=evidence.id, bucket=evidence.bucket, object_key=evidence.object_key,
+                           version_id=evidence.version_id, sha256=evidence.sha256, media_type=evidence.media_type,
+                           original_filename=evidence.original_filename, declared_kind=evidence.declared_kind,
+                           declared_ppi=evidence.declared_ppi,
+                           upstream=upstream_findings(session, evidence_id=evidence.id, analyzers=requires),
+                           pages=[int(page) for page in pages] if pages else None)
 
 
-@dataclass
-class RunOutcome:
-    """What one analyzer attempt reported (plain data, as it crosses process boundaries)."""
-
-    analyzer: str
-    analyzer_version: str
-    status: str  # "succeeded" or "failed"
-    error: str | None = None
-    retryable: bool = False
-    models: dict[str, Any] = field(default_factory=dict)
-    findings: list[dict[str, Any]] = field(default_factory=list)
-    worker: str | None = None
-    started_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
-    duration_ms: float | None = None
-    recycle: bool = False  # the worker asks to be replaced (over its memory budget, or still large after the job)
-    page_count: int | None = None  # pages of the document (paged analyzers)
-    pages: list[int] | None = None  # [first, last]: the page range this run read
+def upstream_findings(session: Session, *, evidence_id: str,
+                      analyzers: Sequence[str]) -> dict[str, list[UpstreamFinding]]:
+    """The findings on an item of each of `analyzers` that succeeded (absent: failed or not run), oldest first."""
+    upstream: dict[str, list[UpstreamFinding]] = {}
+    for need in analyzers:
+        succeeded = session.scalar(select(Job.id).where(
+            Job.evidence_id == evidence_id, Job.kind == "analysis", Job.analyzer == need,
+            Job.state == "succeeded").limit(1))
+        if succeeded is None:
+            continue
+        rows = session.scalars(select(Finding).where(Finding.evidence_id == evidence_id,
+                                                     Finding.analyzer == need).order_by(Finding.id))
+        upstream[need] = [UpstreamFinding(kind=row.kind, label=row.label, confidence=row.confidence, data=row.data)
+                          for row in rows]
+    return upstream
 
 
 def record_outcome(session: Session, *, job_id: int, owner: str, attempt: int, outcome: RunOutcome,
@@ -79,13 +88,11 @@ def record_outcome(session: Session, *, job_id: int, owner: str, attempt: int, o
         session.execute(delete(Finding).where(Finding.id.in_(stale_ids)))
         session.flush()
         for item in outcome.findings:
-            data = dict(item.get("data", {}))
-            held = data.pop(HELD_KEY, None)
             finding = Finding(id=new_id(), evidence_id=evidence.id, case_id=evidence.case_id, run_id=run.id,
-                              analyzer=outcome.analyzer, kind=item["kind"], label=item.get("label"),
-                              confidence=item.get("confidence"), data=data)
+                              analyzer=outcome.analyzer, kind=item.kind, label=item.label,
+                              confidence=item.confidence, data=dict(item.data))
             session.add(finding)
-            _hold(session, finding, held)
+            _hold(session, finding, item.held)
     session.add(CustodyEvent(evidence_id=evidence.id, actor=outcome.worker or "locard-worker",
                              action="analysed" if outcome.status == "succeeded" else "analysis_failed",
                              detail={"analyzer": outcome.analyzer, "version": outcome.analyzer_version,
@@ -113,17 +120,15 @@ def record_abandoned(session: Session, job: Job, *, reason: str) -> AnalysisRun 
     return run
 
 
-
-def _hold(session: Session, finding: Finding, held: dict[str, Any] | None) -> None:
+def _hold(session: Session, finding: Finding, held: Held | None) -> None:
     """Index what a finding hands over: page text into full-text search, templates into the matcher's gallery."""
-    if not held:
+    if held is None:
         return
     session.flush()
-    if "text" in held:
+    if isinstance(held, HeldText):
         textsearch.index_page(session, evidence_id=finding.evidence_id, case_id=finding.case_id,
-                              finding_id=finding.id, page=int(held.get("page", 1)), language=held.get("language"),
-                              engine=str(held.get("engine", "unknown")), content=str(held["text"]))
-    if "iso_base64" in held:
+                              finding_id=finding.id, page=held.page, language=held.language, engine=held.engine,
+                              content=held.text)
+    elif isinstance(held, HeldTemplate):
         matching.add_template(session, evidence_id=finding.evidence_id, case_id=finding.case_id,
-                              finding_id=finding.id, iso=base64.b64decode(held["iso_base64"]),
-                              minutiae=int(held.get("minutiae", 0)), nfiq2=held.get("nfiq2"))
+                              finding_id=finding.id, iso=held.iso, minutiae=held.minutiae, nfiq2=held.nfiq2)

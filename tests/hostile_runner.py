@@ -1,7 +1,7 @@
 """Runs a file through every analyzer the planner would give it, as the workers do, measuring each run.
 
-Analyzers are chosen as `workers.dispatcher.Dispatcher._plan` chooses them (`Analyzer.applies_to` on the type
-sniffed from content and the declared kind), in an order where required analyzers come first, and each gets its
+Analyzers are chosen by the dispatcher's planner (`workers.planning.analyzers_to_queue` on the type sniffed
+from content and the declared kind), in the waves it queues them, required analyzers first, and each gets its
 requirements' findings as `upstream` when they succeeded. Each run's wall time and peak resident memory above
 what the process held before it are recorded (Linux: the peak is reset through /proc/self/clear_refs).
 """
@@ -15,11 +15,12 @@ import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from storage.media import SNIFF_BYTES, sniff_media_type
+from storage.messages import UpstreamFinding
 from workers.analyzers import registry
 from workers.analyzers.base import AnalysisFailed, AnalysisLimits, Analyzer, EvidenceFile, FindingData
+from workers.planning import analyzers_to_queue
 
 
 @dataclass(frozen=True)
@@ -58,16 +59,13 @@ def evidence_for(path: Path, *, filename: str | None = None, declared_kind: str 
 
 
 def planned(analyzers: dict[str, Analyzer], item: EvidenceFile) -> list[str]:
-    """The analyzers the planner runs on `item`, each after the analyzers it requires."""
-    accepting = sorted(name for name, analyzer in analyzers.items()
-                       if type(analyzer).applies_to(item.media_type, item.declared_kind))
-    ordered: list[str] = []
-    while len(ordered) < len(accepting):
-        for name in accepting:
-            needs = [need for need in type(analyzers[name]).requires if need in accepting]
-            if name not in ordered and all(need in ordered for need in needs):
-                ordered.append(name)
-    return ordered
+    """The analyzers the planner runs on `item`, in the waves it queues them (required analyzers first)."""
+    classes = {name: type(analyzer) for name, analyzer in analyzers.items()}
+    states: list[tuple[str, str]] = []
+    while wave := analyzers_to_queue(classes, media_type=item.media_type, declared_kind=item.declared_kind,
+                                     job_states=states):
+        states += [(name, "succeeded") for name in wave]
+    return [name for name, _ in states]
 
 
 def _resident_kb() -> int:
@@ -94,7 +92,7 @@ def _peak_kb() -> int:
 def run_file(analyzers: dict[str, Analyzer], item: EvidenceFile, limits: AnalysisLimits) -> list[Outcome]:
     """Every planned analyzer's outcome on `item`."""
     outcomes = []
-    upstream: dict[str, list[dict[str, Any]]] = {}
+    upstream: dict[str, list[UpstreamFinding]] = {}
     for name in planned(analyzers, item):
         analyzer = analyzers[name]
         needs = {need: upstream[need] for need in type(analyzer).requires if need in upstream}
@@ -114,7 +112,6 @@ def run_file(analyzers: dict[str, Analyzer], item: EvidenceFile, limits: Analysi
         seconds = time.perf_counter() - started
         peak = max(0, _peak_kb() - before) / 1024
         if status == "succeeded":
-            upstream[name] = [{"kind": f.kind, "label": f.label, "confidence": f.confidence, "data": f.data}
-                              for f in findings]
+            upstream[name] = [finding.as_upstream() for finding in findings]
         outcomes.append(Outcome(name, status, detail[:300], round(seconds, 3), round(peak, 1), len(findings)))
     return outcomes

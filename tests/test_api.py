@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from api.main import create_app
-from storage import intake
+from storage import s3events
 from storage.db import make_engine, session_factory, transaction
 from storage.objectstore import S3ObjectStore
 from storage.settings import Settings
@@ -115,7 +115,7 @@ def test_pdf_named_jpg_is_sniffed_as_pdf(client: TestClient, case_id: str) -> No
 
 def test_webhook_requires_the_token_and_a_well_formed_event(client: TestClient, s3_store: S3ObjectStore,
                                                            settings: Settings) -> None:
-    record = intake.object_created_record(bucket=s3_store.evidence_bucket, key="cases/2026-0001/a.jpg",
+    record = s3events.object_created_record(bucket=s3_store.evidence_bucket, key="cases/2026-0001/a.jpg",
                                           version_id="v1", size=10, principal="minio", source="minio")
     body = {"EventName": "s3:ObjectCreated:Put", "Key": f"{s3_store.evidence_bucket}/cases/2026-0001/a.jpg",
             "Records": [record]}

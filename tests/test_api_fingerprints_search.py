@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 
 import pytest
@@ -11,8 +10,8 @@ from sqlalchemy import select
 
 from api.main import create_app
 from storage import analysis, jobs
-from storage.analysis import HELD_KEY, RunOutcome
 from storage.db import make_engine, session_factory, transaction
+from storage.messages import HeldTemplate, ReportedFinding, RunOutcome
 from storage.objectstore import S3ObjectStore
 from storage.settings import Settings
 from storage.tables import Job, MatchRequest
@@ -56,10 +55,9 @@ def _record_template(settings: Settings, evidence_id: str, iso: bytes) -> None:
         )
     claimed = jobs.claim(factory, kinds=["analysis"], owner="t", lease_seconds=30, limit=10)
     job = next(job for job in claimed if job.evidence_id == evidence_id)
-    finding = {
-        "kind": "fingerprint.template",
-        "data": {"minutiae": 2, HELD_KEY: {"iso_base64": base64.b64encode(iso).decode(), "minutiae": 2, "nfiq2": 55}},
-    }
+    finding = ReportedFinding(
+        kind="fingerprint.template", data={"minutiae": 2}, held=HeldTemplate(iso=iso, minutiae=2, nfiq2=55)
+    )
     with transaction(factory) as session:
         assert (
             analysis.record_outcome(

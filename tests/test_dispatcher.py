@@ -1,4 +1,8 @@
-"""Analysis on real local Ray, SeaweedFS and both record stores: findings, failures with reasons, retries."""
+"""Analysis on real local Ray, SeaweedFS and both record stores: findings, failures with reasons, a real death.
+
+The dispatcher's bookkeeping (leases, retries, lost workers, budgets) is tested on the fake runtime in
+test_dispatcher_fake.py; these tests prove it end to end on Ray.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.main import create_app
-from storage import intake, records
+from storage import intake, records, s3events
 from storage.db import transaction
+from storage.messages import EvidenceMessage, RunOutcome
 from storage.objectstore import S3ObjectStore
 from storage.settings import Settings
 from storage.tables import AnalysisRun, Case, Evidence, Finding, Job
@@ -28,7 +33,7 @@ from tests.media_samples import bomb_png, bus_jpg_path, jpeg_with_exif, pdf_byte
 from workers.actor import AnalyzerWorker
 from workers.analyzers import registry
 from workers.dispatcher import Dispatcher
-from workers.runtime import init_ray
+from workers.runtime import RayRuntime, init_ray
 from workers.service import ray_actor_factory
 
 pytestmark = pytest.mark.timeout(300)
@@ -36,11 +41,9 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[None]:
-    import ray
-
     init_ray(Settings(_env_file=None, ray_num_cpus=2))  # type: ignore[call-arg]
     yield
-    ray.shutdown()
+    RayRuntime().shutdown()
 
 
 def _case(factory: sessionmaker[Session]) -> Case:
@@ -106,7 +109,7 @@ def test_evidence_is_analysed_and_bad_input_fails_with_reasons(
     # An empty object written straight into the bucket, announced twice (at-least-once delivery) and swept.
     empty_key = f"cases/{case.reference}/direct/empty.jpg"
     version = s3_store.client.put_object(s3_store.evidence_bucket, empty_key, io.BytesIO(b""), 0).version_id
-    record = intake.object_created_record(bucket=s3_store.evidence_bucket, key=empty_key, version_id=version or "",
+    record = s3events.object_created_record(bucket=s3_store.evidence_bucket, key=empty_key, version_id=version or "",
                                           size=0, principal="minio", source="minio")
     with transaction(factory) as session:
         intake.record_object_event(session, evidence_bucket=s3_store.evidence_bucket, record=record)
@@ -168,7 +171,7 @@ class CrashingWorker(AnalyzerWorker):
         super().__init__(analyzer_name, settings)
         self.marker = Path(marker)
 
-    def run(self, evidence: dict[str, Any]) -> dict[str, Any]:
+    def run(self, evidence: EvidenceMessage) -> RunOutcome:
         if not self.marker.exists():
             self.marker.touch()
             os._exit(1)
@@ -178,19 +181,16 @@ class CrashingWorker(AnalyzerWorker):
 def test_a_dying_worker_is_recorded_and_retried(ray_cluster: None, settings: Settings,
                                                 factory: sessionmaker[Session], s3_store: S3ObjectStore,
                                                 tmp_path: Path) -> None:
-    import ray
-
     case = _case(factory)
     evidence_id = _ingest(factory, s3_store, case, bus_jpg_path(), "bus.jpg")
     settings = settings.model_copy(update={"job_lease_seconds": 120.0})  # the death, not a lease, must end it
     analyzers = registry.select(["hashes"])
     marker = str(tmp_path / "crashed")
-    crashing = ray.remote(CrashingWorker)
-
-    def make(name: str) -> Any:
-        return crashing.options(num_cpus=0.25, max_restarts=-1, max_task_retries=0).remote(name, settings, marker)
-
-    _run_until_settled(Dispatcher(settings, factory, s3_store, analyzers, actor_factory=make), factory)
+    runtime = RayRuntime()
+    dispatcher = Dispatcher(settings, factory, s3_store, analyzers, runtime=runtime,
+                            actor_factory=lambda name: runtime.spawn(CrashingWorker, name, settings, marker,
+                                                                     num_cpus=0.25))
+    _run_until_settled(dispatcher, factory)
     runs = sorted(_runs(factory, evidence_id)["hashes"], key=lambda r: r.attempt)
     # The first try dies with its worker (Ray reports it as dead, or as unreachable); Ray restarts the actor and
     # the job waits that out, longer each time the actor is still restarting under load. None of those tries is

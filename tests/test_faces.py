@@ -38,6 +38,7 @@ from models.faces import (
     face_quality,
 )
 from models.specs import DLIB_FACE_EMBEDDING, DLIB_SHAPE_5, MTCNN_ONET, MTCNN_PNET, MTCNN_RNET
+from storage.messages import UpstreamFinding
 from tests.media_samples import (
     astronaut_jpeg,
     bus_jpg_path,
@@ -63,7 +64,7 @@ def analyzer() -> FacesAnalyzer:
     return loaded
 
 
-def _analyze(analyzer: FacesAnalyzer, path: Path, objects: list[dict[str, Any]] | None = None) -> list[FindingData]:
+def _analyze(analyzer: FacesAnalyzer, path: Path, objects: list[UpstreamFinding] | None = None) -> list[FindingData]:
     item = evidence(path) if objects is None else dataclasses.replace(evidence(path), upstream={"objects": objects})
     findings = analyzer.analyze(item, AnalysisLimits())
     for finding in findings:
@@ -257,7 +258,7 @@ def test_alignment_falls_back_to_the_eyes_without_a_consensus(monkeypatch: pytes
     assert np.allclose(eyes @ matrix.T, ARCFACE_TEMPLATE_112[:2], atol=1e-4)
 
 
-Objects = Callable[[Path], list[dict[str, Any]]]  # the cascade: the real `objects` analyzer's findings guide faces
+Objects = Callable[[Path], list[UpstreamFinding]]  # the cascade: the real `objects` analyzer's findings guide faces
 
 
 @pytest.fixture(scope="module")
@@ -265,17 +266,16 @@ def upstream() -> Objects:
     """The `objects` findings of an image as the dispatcher hands them over, each image analysed once."""
     objects = ObjectsAnalyzer()
     objects.load()
-    return functools.cache(lambda path: [{"kind": f.kind, "label": f.label, "confidence": f.confidence, "data": f.data}
-                                         for f in objects.analyze(evidence(path), AnalysisLimits())])
+    return functools.cache(lambda path: [f.as_upstream() for f in objects.analyze(evidence(path), AnalysisLimits())])
 
 
-def _same_faces(found: list[FindingData], reference: list[FindingData], objects: list[dict[str, Any]]) -> None:
+def _same_faces(found: list[FindingData], reference: list[FindingData], objects: list[UpstreamFinding]) -> None:
     """`found` (person regions) holds the faces of `reference` (whole frame), each in its own person's box."""
     assert len(found) == len(reference) and {face.data["search"] for face in found} == {"person-regions"}
     for face in reference:  # MTCNN's boxes move a little with the scale it searches at (a turned head most)
         match = max(found, key=lambda other: iou(other.data["box"], face.data["box"]))
         assert iou(match.data["box"], face.data["box"]) > 0.75, (match.data["box"], face.data["box"])
-        person = objects[match.data["person"]]["data"]
+        person = objects[match.data["person"]].data
         assert person["class"] == "person" and _inside(list(_centre(match)), person["box"])
     assert len({face.data["person"] for face in found}) == len(found)
 
@@ -327,7 +327,7 @@ def test_search_plan_follows_the_person_boxes(analyzer: FacesAnalyzer, tmp_path:
     assert plan_search(400, 400, [(0, (20.0, 30.0, 380.0, 390.0))])[0] == "whole-frame"  # costs about the frame
     assert plan_search(1080, 1920, [(n, (50.0 * n, 9.0, 50.0 * n + 40, 99.0)) for n in range(33)])[0] == "whole-frame"
     found = [("car", [0, 0, 9, 9], 0), ("person", [1, 2, 30, 80], 2), ("person", [9, 9, 1, 1], 0), ("person", "?", 0)]
-    assert person_boxes([{"kind": "objects.detection", "data": {"class": kind, "box": box, "frame": frame}}
+    assert person_boxes([UpstreamFinding(kind="objects.detection", data={"class": kind, "box": box, "frame": frame})
                          for kind, box, frame in found]) == {2: [(1, (1.0, 2.0, 30.0, 80.0))]}
     frames = [Image.new("RGB", (64, 64), (10 * n, 90, 90)) for n in range(12)]  # faces reads 0, 4, 7 and 11
     path = _save(frames[0], tmp_path / "pages.tif", save_all=True, append_images=frames[1:])  # objects 8 of 12

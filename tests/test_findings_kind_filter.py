@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.main import create_app
 from models import fingerprints
 from storage import analysis, jobs, records
-from storage.analysis import RunOutcome
 from storage.db import transaction
 from storage.media import PRINT_MAX_PPI, PRINT_MIN_PPI
+from storage.messages import ReportedFinding, RunOutcome
 from storage.objectstore import S3ObjectStore
 from storage.settings import Settings
 from storage.tables import Evidence
@@ -40,7 +40,7 @@ def _record(factory: sessionmaker[Session]) -> str:
     with transaction(factory) as session:
         assert analysis.record_outcome(session, job_id=job.id, owner="w", attempt=1, outcome=RunOutcome(
             analyzer="x", analyzer_version="1", status="succeeded",
-            findings=[{"kind": kind, "data": {}} for kind in KINDS])) is not None
+            findings=[ReportedFinding(kind=kind) for kind in KINDS])) is not None
     return evidence_id
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from models.minutiae import parse_iso_19794_2
-from storage.analysis import HELD_KEY
+from storage.messages import HeldTemplate
 from tests.fingerprint_samples import encode_png, real_latent, real_latent_wsq, reimpress, synthetic_impression
 from tests.media_samples import bus_jpg_path
 from workers.analyzers.base import AnalysisFailed, AnalysisLimits, EvidenceFile
@@ -41,7 +40,9 @@ def test_prints_give_a_template_declared_or_not(analyzer: FingerprintsAnalyzer, 
     assert finding.kind == "fingerprint.template" and data["declared"] is False and data["sivv"] == "passed"
     assert data["minutiae"] == len(data["minutiae_points"]) >= 12 and 0 < data["nfiq2"] <= 100
     assert data["resolution_warning"] and "500 ppi" in data["resolution_warning"]  # the PNG states no resolution
-    iso = base64.b64decode(data[HELD_KEY]["iso_base64"])
+    assert isinstance(finding.held, HeldTemplate) and finding.held.minutiae == data["minutiae"]
+    assert finding.held.nfiq2 == data["nfiq2"]
+    iso = finding.held.iso
     assert finding.artifacts[0].data == iso and len(parse_iso_19794_2(iso).minutiae) == data["minutiae"]
     [wsq] = analyzer.analyze(_item(tmp_path, "latent.wsq", real_latent_wsq(), "image/x-wsq"), LIMITS)
     assert wsq.data["declared"] is True and wsq.data["source_format"] == "wsq"  # WSQ is a print by definition

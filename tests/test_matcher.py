@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import sqlite3
 import uuid
 from pathlib import Path
@@ -12,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.fingerprint_index import FingerprintIndex
 from storage import analysis, jobs, matching, records
-from storage.analysis import HELD_KEY, RunOutcome
 from storage.db import make_engine, migrate, session_factory, transaction
+from storage.messages import HeldTemplate, ReportedFinding, RunOutcome
 from storage.settings import Settings
 from storage.tables import Case, Evidence
 from tests.conftest import TEST_AUDIT_KEY, TEST_TOKEN_SECRET
@@ -34,8 +33,8 @@ def _print(factory: sessionmaker[Session], case: Case, iso: bytes | None) -> str
                      evidence_id=evidence_id, analyzer="fingerprints")
     [job] = [j for j in jobs.claim(factory, kinds=["analysis"], owner="t", lease_seconds=30, limit=50)
              if j.evidence_id == evidence_id]
-    findings = [] if iso is None else [{"kind": "fingerprint.template", "data": {HELD_KEY: {
-        "iso_base64": base64.b64encode(iso).decode(), "minutiae": 40, "nfiq2": 60}}}]
+    findings = [] if iso is None else [ReportedFinding(kind="fingerprint.template",
+                                                       held=HeldTemplate(iso=iso, minutiae=40, nfiq2=60))]
     with transaction(factory) as session:
         analysis.record_outcome(session, job_id=job.id, owner="t", attempt=1, outcome=RunOutcome(
             analyzer="fingerprints", analyzer_version="1", status="succeeded", findings=findings))
@@ -62,17 +61,17 @@ def test_matcher_answers_verifications_and_searches(factory: sessionmaker[Sessio
     matcher = FingerprintMatcher(settings)
     assert matcher.gallery_size() == 5
 
-    verified = matcher.run(_request(factory, matching.VERIFICATION, probe, mate))["result"]
-    rejected = matcher.run(_request(factory, matching.VERIFICATION, probe, others[0]))["result"]
+    verified = matcher.run(_request(factory, matching.VERIFICATION, probe, mate)).result
+    rejected = matcher.run(_request(factory, matching.VERIFICATION, probe, others[0])).result
     assert verified["probable_match"] and verified["score"] > 2 * max(rejected["score"], 10)
 
     late = _print(factory, there, extracted_iso(11, 2))  # analysed after the matcher started
-    found = matcher.run(_request(factory, matching.SEARCH, probe, limit=3))["result"]
+    found = matcher.run(_request(factory, matching.SEARCH, probe, limit=3)).result
     assert found["gallery_size"] == 6
     assert [c["evidence_id"] for c in found["candidates"][:2]] in ([mate, late], [late, mate])
     assert found["candidates"][0]["case_reference"] == "2024-0011" and found["candidates"][0]["rank"] == 1
     assert probe not in {c["evidence_id"] for c in found["candidates"]}
-    scoped = matcher.run(_request(factory, matching.SEARCH, probe, limit=3, case_ids=[here.id]))["result"]
+    scoped = matcher.run(_request(factory, matching.SEARCH, probe, limit=3, case_ids=[here.id])).result
     assert {c["evidence_id"] for c in scoped["candidates"]} <= set(others)
 
     _reanalysed = _print(factory, there, None)
@@ -84,7 +83,7 @@ def test_matcher_answers_verifications_and_searches(factory: sessionmaker[Sessio
     with transaction(factory) as session:
         analysis.record_outcome(session, job_id=job.id, owner="t", attempt=1, outcome=RunOutcome(
             analyzer="fingerprints", analyzer_version="1", status="succeeded", findings=[]))
-    again = matcher.run(_request(factory, matching.SEARCH, probe, limit=3))["result"]
+    again = matcher.run(_request(factory, matching.SEARCH, probe, limit=3)).result
     assert mate not in {c["evidence_id"] for c in again["candidates"]} and again["gallery_size"] == 5
     # A verification queued before the mate's template vanished is answered with the reason, not a crash.
     with transaction(factory) as session:
@@ -95,8 +94,8 @@ def test_matcher_answers_verifications_and_searches(factory: sessionmaker[Sessio
         late_template = matching.template_of(session, evidence_id=late)
         assert late_template is not None
         session.delete(late_template)
-    assert "has no fingerprint template" in matcher.run(stale_request)["error"]
-    assert "does not exist" in matcher.run(str(uuid.uuid4()))["error"]
+    assert "has no fingerprint template" in matcher.run(stale_request).error
+    assert "does not exist" in matcher.run(str(uuid.uuid4())).error
 
 
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from models.ocr import character_error_rate
-from storage.analysis import HELD_KEY
+from storage.messages import HeldText
 from tests.media_samples import bus_jpg_path, text_layer_pdf
 from tests.text_samples import render_page, sign_on_photo
 from workers.analyzers import ocr
@@ -44,14 +44,16 @@ def test_text_layer_pages_and_their_entities(analyzer: ocr.OcrAnalyzer, tmp_path
                                       "application/pdf"), LIMITS)
     first, second, third = _pages(findings)
     assert first["text"].splitlines() == lines and first["engine"] == "pdf-text-layer"
-    assert first["language"] == "fra" and first[HELD_KEY]["text"] == first["text"]
+    held = {f.data["page"]: f.held for f in findings if f.kind == ocr.PAGE_KIND}
+    assert first["language"] == "fra" and held[1] == HeldText(text=first["text"], page=1, language="fra",
+                                                               engine="pdf-text-layer")
     assert [line["text"] for line in first["lines"]] == lines and first["lines"][0]["box"][1] < 100  # from the top
     assert second["text"] == "Deuxième page."
-    assert third["engine"] == "tesseract" and third["text"] == "" and HELD_KEY not in third  # empty page: OCR'd
+    assert third["engine"] == "tesseract" and third["text"] == "" and held[3] is None  # empty page: OCR'd, not held
     [summary] = [f.data for f in findings if f.kind == ocr.DOCUMENT_KIND]
     assert (summary["pages"], summary["pages_with_text"], summary["pages_skipped"]) == (3, 2, 0)
 
-    upstream = [{"kind": f.kind, "label": f.label, "confidence": f.confidence, "data": f.data} for f in findings]
+    upstream = [finding.as_upstream() for finding in findings]
     item = EvidenceFile(evidence_id="pv", path=tmp_path / "pv.pdf", sha256="", size=1, media_type="application/pdf",
                         upstream={"ocr": upstream})
     entities = EntitiesAnalyzer().analyze(item, LIMITS)

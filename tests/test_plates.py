@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from models.base import ModelError
 from models.plates import PlateReading, TesseractPlateReader, parse_tsv
 from models.specs import PPOCR_REC
+from storage.messages import UpstreamFinding
 from tests.media_samples import bus_jpg_path, evidence, truncated_copy, zidane_jpg_path
 from workers import imaging
 from workers.analyzers import registry
@@ -136,8 +137,7 @@ def objects() -> ObjectsAnalyzer:
 def with_objects(item: EvidenceFile, objects: ObjectsAnalyzer) -> EvidenceFile:
     """`item` as the dispatcher passes it to plates after `objects` succeeded on it: with its findings."""
     findings = objects.analyze(item, AnalysisLimits())
-    return dataclasses.replace(item, upstream={"objects": [
-        {"kind": f.kind, "label": f.label, "confidence": f.confidence, "data": f.data} for f in findings]})
+    return dataclasses.replace(item, upstream={"objects": [finding.as_upstream() for finding in findings]})
 
 
 def forbid(patch: pytest.MonkeyPatch, owner: object, method: str) -> None:
@@ -302,7 +302,7 @@ def test_the_vehicle_pass_uses_the_vehicles_objects_found(analyzer: PlatesAnalyz
     plate, expected = PLATES["BE"]
     path = save_jpeg(paste(street_scene(2.5), plate, plate_quad(1400, 1537, 100), blur=0.8), tmp_path / "s.jpg")
     item = with_objects(evidence(path), objects)
-    assert sum(f["data"]["class"] == "bus" for f in item.upstream["objects"]) == 2
+    assert sum(f.data["class"] == "bus" for f in item.upstream["objects"]) == 2
     with pytest.MonkeyPatch.context() as patch:
         if analyzer.vehicles is not None:
             forbid(patch, analyzer.vehicles, "predict")
@@ -349,9 +349,9 @@ def test_upstream_boxes_move_to_frame_pixels_and_only_vehicles_count() -> None:
     frame = imaging.Frame(index=2, pixels=np.zeros((540, 960, 3), np.uint8), scale=0.5, upright_size=(1920, 1080))
 
     def finding(cls: str, confidence: float, box: object, frame_index: int = 2,
-                kind: str = "objects.detection") -> dict[str, Any]:
-        return {"kind": kind, "label": cls, "confidence": confidence,
-                "data": {"class": cls, "class_id": 0, "box": box, "frame": frame_index}}
+                kind: str = "objects.detection") -> UpstreamFinding:
+        return UpstreamFinding(kind=kind, label=cls, confidence=confidence,
+                               data={"class": cls, "class_id": 0, "box": box, "frame": frame_index})
 
     found = upstream_vehicles([
         finding("car", 0.8, [200.0, 300.0, 1000.0, 900.0]),

@@ -1,7 +1,9 @@
-"""Resource bounds of analysis jobs: memory and time budgets, page-range jobs, workers lost mid-job.
+"""Resource bounds of analysis jobs: memory and time budgets, page-range jobs.
 
-Most tests run the real dispatcher and real analyzer workers in this process (`LocalRuntime`); the time
-budget and worker deaths need processes that can be killed, and run on a local Ray.
+Most tests run the real dispatcher and real analyzer workers in this process (`LocalRuntime`); the time budget
+needs a process that can be killed, and runs on a local Ray. The dispatcher's side of the bounds (budgets
+overrun, workers replaced or lost mid-job, `worker_max_losses`) is tested on the fake runtime in
+test_dispatcher_fake.py.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import pytest
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.analysis import HELD_KEY
 from storage.objectstore import S3ObjectStore
 from storage.settings import Settings
 from tests.media_samples import text_layer_pdf
@@ -31,7 +32,7 @@ from workers.analyzers.entities import EntitiesAnalyzer
 from workers.analyzers.ocr import DOCUMENT_KIND, PAGE_KIND, OcrAnalyzer
 from workers.dispatcher import Dispatcher
 from workers.guard import MemoryBudgetExceeded, MemoryGuard, rss_mb
-from workers.runtime import LocalRuntime, init_ray
+from workers.runtime import LocalRuntime, RayRuntime, init_ray
 
 pytestmark = pytest.mark.timeout(400)
 CHUNK = 16 * 1024 * 1024
@@ -126,7 +127,7 @@ def _long_document(pages: int) -> bytes:
 
 
 def _comparable(data: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in data.items() if key not in (HELD_KEY, "artifacts")}
+    return {key: value for key, value in data.items() if key != "artifacts"}
 
 
 def test_long_documents_are_read_in_page_ranges_that_add_up_to_one_pass(
@@ -185,14 +186,12 @@ def test_tiff_page_ranges_are_read_with_their_page_numbers(readers: dict[str, An
     assert (summary["pages"], summary["first_page"], summary["last_page"], summary["pages_read"]) == (3, 2, 3, 2)
 
 
-# -- on a real Ray: a job past its time budget, and a file that kills its worker every time -----------------------
+# -- on a real Ray: a job past its time budget --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[None]:
-    import ray
-
     init_ray(Settings(_env_file=None, ray_num_cpus=2))  # type: ignore[call-arg]
     yield
-    ray.shutdown()
+    RayRuntime().shutdown()
 
 
 class Sleeper(Analyzer):
@@ -208,15 +207,6 @@ class Sleeper(Analyzer):
         return [FindingData(kind="test.pid", data={"pid": os.getpid()})]
 
 
-class Poisoned(AnalyzerWorker):
-    """A worker whose process dies on every item named 'poison'."""
-
-    def run(self, evidence: dict[str, Any]) -> dict[str, Any]:
-        if "poison" in (evidence.get("original_filename") or ""):
-            os._exit(1)
-        return super().run(evidence)
-
-
 def _wait_gone(pid: int, timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -229,18 +219,13 @@ def _wait_gone(pid: int, timeout: float = 60) -> bool:
 def test_a_job_past_its_time_budget_is_stopped_and_its_worker_replaced(
         ray_cluster: None, settings: Settings, factory: sessionmaker[Session], s3_store: S3ObjectStore,
         tmp_path: Path) -> None:
-    import ray
-
     settings = settings.model_copy(update={"analyzer_time_budgets": {"sleeper": 4.0}})
-    remote = ray.remote(AnalyzerWorker)
-
-    def make(name: str) -> Any:
-        return remote.options(num_cpus=0.25, max_restarts=-1, max_task_retries=0).remote(name, settings,
-                                                                                        analyzer=Sleeper())
-
-    dispatcher = Dispatcher(settings, factory, s3_store, {"sleeper": Sleeper}, actor_factory=make)
+    runtime = RayRuntime()
+    dispatcher = Dispatcher(settings, factory, s3_store, {"sleeper": Sleeper}, runtime=runtime,
+                            actor_factory=lambda name: runtime.spawn(AnalyzerWorker, name, settings, num_cpus=0.25,
+                                                                     analyzer=Sleeper()))
     dispatcher.warm_up(timeout=120)
-    first_pid = int(ray.get(dispatcher.pools["sleeper"][0].ping.remote()).split(":")[1])
+    first_pid = int(runtime.result(runtime.call(dispatcher.pools["sleeper"][0], "ping")).split(":")[1])
     case = new_case(factory, "2026-0930")
     hung = ingest(factory, s3_store, case, _photo(tmp_path / "hang.png", 4))
     after = ingest(factory, s3_store, case, _photo(tmp_path / "after.png", 5))
@@ -258,26 +243,3 @@ def test_a_job_past_its_time_budget_is_stopped_and_its_worker_replaced(
     assert finding.data["pid"] != first_pid
     [after_job] = jobs_of(factory, after, "sleeper")
     assert after_job.attempts - after_job.payload.get("worker_losses", 0) == 1
-
-
-def test_a_file_that_kills_its_worker_every_time_ends_in_a_failed_run(
-        ray_cluster: None, settings: Settings, factory: sessionmaker[Session], s3_store: S3ObjectStore,
-        tmp_path: Path) -> None:
-    import ray
-
-    settings = settings.model_copy(update={"worker_max_losses": 3, "worker_restart_seconds": 0.5,
-                                           "job_lease_seconds": 120.0})
-    analyzers: dict[str, type[Analyzer]] = {"sleeper": Sleeper}
-    poisoned = ray.remote(Poisoned)
-    dispatcher = Dispatcher(settings, factory, s3_store, analyzers, actor_factory=lambda name: poisoned.options(
-        num_cpus=0.25, max_restarts=-1, max_task_retries=0).remote(name, settings, analyzer=Sleeper()))
-    case = new_case(factory, "2026-0940")
-    poison = ingest(factory, s3_store, case, _photo(tmp_path / "poison.png", 6))
-    step_until_settled(dispatcher, factory, timeout=240)
-
-    runs = runs_of(factory, poison, "sleeper")
-    assert [run.status for run in runs] == ["failed"] * 3
-    assert all("not counted as an attempt" in (run.error or "") for run in runs[:-1])
-    assert "the worker died 3 times on this item" in (runs[-1].error or "")
-    [job] = jobs_of(factory, poison, "sleeper")
-    assert job.state == "failed" and job.attempts - job.payload["worker_losses"] == 1

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage import analysis, jobs, matching, records, textsearch
-from storage.analysis import HELD_KEY, RunOutcome
 from storage.db import transaction
+from storage.messages import HeldTemplate, HeldText, ReportedFinding, RunOutcome
 from storage.tables import Evidence, EvidenceText, FingerprintTemplate
 
 PAGES = {
@@ -30,7 +29,7 @@ def _evidence(session: Session, reference: str) -> Evidence:
     return evidence
 
 
-def _record(factory: sessionmaker[Session], evidence_id: str, findings: list[dict[str, object]]) -> None:
+def _record(factory: sessionmaker[Session], evidence_id: str, findings: list[ReportedFinding]) -> None:
     with transaction(factory) as session:
         jobs.enqueue(session, kind="analysis", dedupe_key=f"analysis:{evidence_id}:ocr:{uuid.uuid4()}",
                      evidence_id=evidence_id, analyzer="ocr")
@@ -41,10 +40,9 @@ def _record(factory: sessionmaker[Session], evidence_id: str, findings: list[dic
         assert run is not None
 
 
-def _page_findings(pages: dict[int, tuple[str, str]]) -> list[dict[str, object]]:
-    return [{"kind": "text.page", "data": {"page": page, "language": language,
-                                           HELD_KEY: {"text": content, "page": page, "language": language,
-                                                      "engine": "tesseract"}}}
+def _page_findings(pages: dict[int, tuple[str, str]]) -> list[ReportedFinding]:
+    return [ReportedFinding(kind="text.page", data={"page": page, "language": language},
+                            held=HeldText(text=content, page=page, language=language, engine="tesseract"))
             for page, (content, language) in pages.items()]
 
 
@@ -71,8 +69,8 @@ def test_page_text_is_searchable_with_accents_folded(factory: sessionmaker[Sessi
 def test_a_new_run_replaces_the_indexed_text_and_templates(factory: sessionmaker[Session]) -> None:
     with transaction(factory) as session:
         evidence_id = _evidence(session, "2026-T3").id
-    template = {"kind": "fingerprint.template", "data": {"minutiae": 3, HELD_KEY: {
-        "iso_base64": base64.b64encode(b"FMR\x00 20\x00").decode(), "minutiae": 3, "nfiq2": 40}}}
+    template = ReportedFinding(kind="fingerprint.template", data={"minutiae": 3},
+                               held=HeldTemplate(iso=b"FMR\x00 20\x00", minutiae=3, nfiq2=40))
     _record(factory, evidence_id, [*_page_findings({1: ("oude tekst", "nld")}), template])
     _record(factory, evidence_id, _page_findings({1: ("nieuwe tekst", "nld"), 2: ("tweede blad", "nld")}))
     with factory() as session:
@@ -81,7 +79,10 @@ def test_a_new_run_replaces_the_indexed_text_and_templates(factory: sessionmaker
         assert session.scalar(select(func.count()).select_from(EvidenceText)) == 2
         assert session.scalar(select(func.count()).select_from(FingerprintTemplate)) == 0
         assert matching.template_of(session, evidence_id=evidence_id) is None
-        assert all(HELD_KEY not in f.data for f in records.list_findings(session, evidence_id=evidence_id))
+        # What was held went to its own tables: the findings keep only their data.
+        assert sorted((f.data["page"], f.data["language"], set(f.data))
+                      for f in records.list_findings(session, evidence_id=evidence_id)) == [
+            (1, "nld", {"page", "language"}), (2, "nld", {"page", "language"})]
 
 
 def test_fold_keeps_lengths_so_snippets_show_the_original() -> None:

@@ -1,19 +1,81 @@
-"""Helpers for tests that run the dispatcher: evidence in, the dispatcher run until the queue is empty, runs out."""
+"""Helpers for tests that run the dispatcher: evidence in, the dispatcher run until the queue is empty, runs out.
+
+For the dispatcher on the fake runtime (`workers.fakes.FakeRuntime`): real analyzer workers on an in-memory
+object store (`MemoryWorker`), a clock the test moves (`FakeClock`), and the record store's time moved by hand
+(`make_due`, `expire_leases`), so nothing waits.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import time
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage import intake, records
 from storage.db import transaction
 from storage.objectstore import ObjectStore
-from storage.tables import AnalysisRun, Case, Finding, Job
+from storage.settings import Settings
+from storage.tables import AnalysisRun, Case, Finding, Job, utcnow
+from workers.actor import AnalyzerWorker
+from workers.analyzers.base import Analyzer
 from workers.dispatcher import Dispatcher
+from workers.fakes import FakeRuntime
+
+
+class MemoryWorker(AnalyzerWorker):
+    """A real analyzer worker that reads evidence from an in-memory object store (for the fake runtime)."""
+
+    def __init__(self, analyzer_name: str, settings: Settings, *, analyzer: Analyzer, store: ObjectStore) -> None:
+        super().__init__(analyzer_name, settings, analyzer=analyzer)
+        self.store = store  # type: ignore[assignment]
+
+
+class FakeClock:
+    """The dispatcher's monotonic clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def fake_dispatcher(settings: Settings, factory: sessionmaker[Session], store: ObjectStore,
+                    analyzers: dict[str, type[Analyzer]], runtime: FakeRuntime, clock: FakeClock) -> Dispatcher:
+    """A dispatcher whose actors are `MemoryWorker`s on the fake runtime, each with a fresh analyzer."""
+    return Dispatcher(settings, factory, store, analyzers, runtime=runtime, clock=clock,
+                      actor_factory=lambda name: runtime.spawn(MemoryWorker, name, settings, num_cpus=1.0,
+                                                               analyzer=analyzers[name](), store=store))
+
+
+def make_due(factory: sessionmaker[Session]) -> None:
+    """Queued jobs waiting out a backoff become due now (as if that time had passed)."""
+    with transaction(factory) as session:
+        session.execute(update(Job).where(Job.state == "queued").values(available_at=utcnow()))
+
+
+def expire_leases(factory: sessionmaker[Session]) -> None:
+    """Every lease held runs out (as if its holder had stopped renewing it long ago)."""
+    with transaction(factory) as session:
+        session.execute(update(Job).where(Job.state == "running")
+                        .values(lease_expires_at=utcnow() - dt.timedelta(seconds=1)))
+
+
+def settle(dispatcher: Dispatcher, factory: sessionmaker[Session], *, max_steps: int = 60) -> None:
+    """Step the dispatcher, with every backoff cut short, until every job has ended (bounded in steps)."""
+    for _ in range(max_steps):
+        make_due(factory)
+        dispatcher.step()
+        if not dispatcher.in_flight and open_jobs(factory) == 0:
+            return
+    raise AssertionError(f"the jobs did not settle in {max_steps} steps")
 
 
 def new_case(factory: sessionmaker[Session], reference: str) -> Case:

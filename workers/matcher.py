@@ -17,6 +17,7 @@ from typing import Any
 from models.fingerprint_index import FingerprintIndex
 from storage import matching
 from storage.db import make_engine, reading, session_factory
+from storage.messages import MatchAnswer
 from storage.settings import Settings
 from storage.tables import MatchRequest
 
@@ -57,21 +58,21 @@ class FingerprintMatcher:
     def gallery_size(self) -> int:
         return len(self.index)
 
-    def run(self, request_id: str) -> dict[str, Any]:
-        """Answer one request: {"result": ...} or {"error": reason}."""
+    def run(self, request_id: str) -> MatchAnswer:
+        """Answer one request: a result, or the reason there is none."""
         try:
             with reading(self.factory) as session:
                 request = session.get(MatchRequest, request_id)
                 if request is None:
-                    return {"error": f"match request {request_id} does not exist"}
+                    return MatchAnswer(error=f"match request {request_id} does not exist")
                 kind, probe, candidate = request.kind, request.probe_evidence_id, request.candidate_evidence_id
                 parameters = dict(request.parameters)
             if kind == matching.VERIFICATION and candidate is not None:
-                return {"result": self.verify(probe, candidate)}
-            return {"result": self.search(probe, limit=int(parameters.get("limit", 20)),
-                                          case_ids=parameters.get("case_ids"))}
+                return MatchAnswer(result=self.verify(probe, candidate))
+            return MatchAnswer(result=self.search(probe, limit=int(parameters.get("limit", 20)),
+                                                  case_ids=parameters.get("case_ids")))
         except MatchFailed as exc:
-            return {"error": str(exc)}
+            return MatchAnswer(error=str(exc))
 
     def _template(self, evidence_id: str) -> tuple[int, bytes, int]:
         with reading(self.factory) as session:

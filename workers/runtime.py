@@ -1,8 +1,10 @@
-"""Ray start-up, and the runtime seam the dispatcher calls actors through.
+"""The seam to Ray: every actor start, call, wait, result, kill and shutdown of Locard goes through `Runtime`.
 
 `init_ray` starts a local Ray on the embedded stack, or joins the cluster that `ray_address` names.
-`RayRuntime` calls Ray actors and turns Ray's failures into `WorkerLost` (the worker died),
-`WorkerUnavailable` (it is restarting) and `CallFailed`; `LocalRuntime` runs the same calls in-process.
+`RayRuntime` starts and calls Ray actors and turns Ray's failures into `WorkerLost` (the worker died),
+`WorkerUnavailable` (it is restarting) and `CallFailed`; `LocalRuntime` runs the same calls in-process, and
+`workers.fakes.FakeRuntime` lets tests script them. No other module of Locard imports Ray (an import-linter
+contract holds this); evaluation benchmarks may.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from storage.settings import Settings
 
@@ -57,8 +59,57 @@ class CallFailed(Exception):
     """The call itself raised (the runtime delivered an exception from the worker's code)."""
 
 
+class Runtime(Protocol):
+    """Where analyzer and matcher actors live: start them, call them, wait for and read answers, end them.
+
+    A call returns a handle at once; `ready` says which handles have an answer, and `result` returns it or raises
+    `WorkerLost` / `WorkerUnavailable` / `CallFailed`. Actors are restarted by the runtime when their process
+    dies (a call in flight then fails), and their calls are never retried by it: the dispatcher decides.
+    """
+
+    def spawn(self, cls: type, *args: Any, num_cpus: float, **kwargs: Any) -> Any:
+        """Start an actor running `cls(*args, **kwargs)` that holds `num_cpus` CPUs for life; returns its handle."""
+        ...
+
+    def call(self, actor: Any, method: str, *args: Any) -> Any:
+        """Start `actor.method(*args)`; returns a handle for `ready` and `result`."""
+        ...
+
+    def ready(self, handles: list[Any], timeout: float) -> list[Any]:
+        """The handles (of `handles`) whose answer is in, waiting up to `timeout` seconds for the first."""
+        ...
+
+    def result(self, handle: Any, timeout: float | None = None) -> Any:
+        """The answer of a call, or the failure it ended in."""
+        ...
+
+    def kill(self, actor: Any) -> None:
+        """End an actor for good (its replacement is a new actor); calls in flight on it fail."""
+        ...
+
+    def cluster_cpus(self) -> float:
+        """CPUs the cluster has for actors (their reservations are scaled to fit)."""
+        ...
+
+    def shutdown(self) -> None:
+        """Let go of the cluster (a local one stops) when the worker service stops."""
+        ...
+
+
 class RayRuntime:
-    """Calls on Ray actors: a call returns an ObjectRef; results and failures come back through `result`."""
+    """Actors on Ray: a call returns an ObjectRef; results and failures come back through `result`."""
+
+    def __init__(self) -> None:
+        self._remote: dict[type, Any] = {}
+
+    def spawn(self, cls: type, *args: Any, num_cpus: float, **kwargs: Any) -> Any:
+        """Ray restarts an actor whose process dies (`max_restarts=-1`) and never re-runs its calls."""
+        import ray
+
+        if cls not in self._remote:
+            self._remote[cls] = ray.remote(cls)
+        return self._remote[cls].options(num_cpus=num_cpus, max_restarts=-1, max_task_retries=0).remote(
+            *args, **kwargs)
 
     def call(self, actor: Any, method: str, *args: Any) -> Any:
         return getattr(actor, method).remote(*args)
@@ -88,6 +139,16 @@ class RayRuntime:
 
         ray.kill(actor, no_restart=True)
 
+    def cluster_cpus(self) -> float:
+        import ray
+
+        return float(ray.cluster_resources().get("CPU", 1.0))
+
+    def shutdown(self) -> None:
+        import ray
+
+        ray.shutdown()
+
 
 @dataclass(eq=False)
 class _Done:
@@ -100,6 +161,9 @@ class LocalRuntime:
 
     Nothing can be killed here, so time budgets are not enforced; memory budgets are (inside the worker).
     """
+
+    def spawn(self, cls: type, *args: Any, num_cpus: float, **kwargs: Any) -> Any:
+        return cls(*args, **kwargs)
 
     def call(self, actor: Any, method: str, *args: Any) -> _Done:
         try:
@@ -119,6 +183,12 @@ class LocalRuntime:
 
     def kill(self, actor: Any) -> None:
         """Local objects hold no process of their own; the dispatcher replaces them."""
+
+    def cluster_cpus(self) -> float:
+        return float(os.cpu_count() or 1)
+
+    def shutdown(self) -> None:
+        """Nothing to let go of."""
 
 
 def _first_line(exc: BaseException) -> str:

@@ -16,7 +16,7 @@ from storage.settings import Settings, get_settings
 from workers.analyzers import registry
 from workers.analyzers.base import Analyzer
 from workers.dispatcher import Dispatcher
-from workers.runtime import init_ray
+from workers.runtime import RayRuntime, Runtime, init_ray
 
 log = logging.getLogger("locard.workers")
 
@@ -43,34 +43,25 @@ def cpu_shares(analyzers: dict[str, type[Analyzer]], cluster_cpus: float,
     return {name: math.floor(cls.num_cpus * scale * 10_000) / 10_000 for name, cls in analyzers.items()}
 
 
-def ray_actor_factory(settings: Settings, analyzers: dict[str, type[Analyzer]],
-                      actors_per_analyzer: int = 1) -> Callable[[str], Any]:
-    """Start analyzer actors on Ray; each loads its models once, and Ray restarts one that dies."""
-    import ray
-
+def ray_actor_factory(settings: Settings, analyzers: dict[str, type[Analyzer]], actors_per_analyzer: int = 1,
+                      *, runtime: Runtime | None = None) -> Callable[[str], Any]:
+    """Start analyzer actors on the runtime (Ray by default); each loads its models once, restarted if it dies."""
     from workers.actor import AnalyzerWorker
 
-    remote_worker = ray.remote(AnalyzerWorker)
-    cluster = float(ray.cluster_resources().get("CPU", 1.0))
+    runtime = runtime if runtime is not None else RayRuntime()
+    cluster = runtime.cluster_cpus()
     reserved = matcher_cpus(cluster) if "fingerprints" in analyzers else 0.0
     shares = cpu_shares(analyzers, cluster, actors_per_analyzer, reserved=reserved)
-
-    def make(name: str) -> Any:
-        return remote_worker.options(num_cpus=shares[name], max_restarts=-1,
-                                     max_task_retries=0).remote(name, settings)
-
-    return make
+    return lambda name: runtime.spawn(AnalyzerWorker, name, settings, num_cpus=shares[name])
 
 
-def ray_matcher_factory(settings: Settings) -> Callable[[], Any]:
-    """Start the fingerprint matcher actor (it holds the gallery index; Ray restarts it if it dies)."""
-    import ray
-
+def ray_matcher_factory(settings: Settings, *, runtime: Runtime | None = None) -> Callable[[], Any]:
+    """Start the fingerprint matcher actor (it holds the gallery index; the runtime restarts it if it dies)."""
     from workers.matcher import FingerprintMatcher
 
-    remote_matcher = ray.remote(FingerprintMatcher)
-    share = math.floor(matcher_cpus(float(ray.cluster_resources().get("CPU", 1.0))) * 10_000) / 10_000
-    return lambda: remote_matcher.options(num_cpus=share, max_restarts=-1, max_task_retries=0).remote(settings)
+    runtime = runtime if runtime is not None else RayRuntime()
+    share = math.floor(matcher_cpus(runtime.cluster_cpus()) * 10_000) / 10_000
+    return lambda: runtime.spawn(FingerprintMatcher, settings, num_cpus=share)
 
 
 def build_dispatcher(settings: Settings, *, actors_per_analyzer: int = 1) -> Dispatcher:
@@ -81,10 +72,11 @@ def build_dispatcher(settings: Settings, *, actors_per_analyzer: int = 1) -> Dis
     store.ensure_buckets()
     analyzers = registry.select(settings.analyzer_names)
     init_ray(settings)
+    runtime = RayRuntime()
+    matcher = ray_matcher_factory(settings, runtime=runtime) if "fingerprints" in analyzers else None
     return Dispatcher(settings, session_factory(engine, chain_key=settings.chain_key), store, analyzers,
-                      actor_factory=ray_actor_factory(settings, analyzers, actors_per_analyzer),
-                      actors_per_analyzer=actors_per_analyzer,
-                      matcher_factory=ray_matcher_factory(settings) if "fingerprints" in analyzers else None)
+                      actor_factory=ray_actor_factory(settings, analyzers, actors_per_analyzer, runtime=runtime),
+                      actors_per_analyzer=actors_per_analyzer, matcher_factory=matcher, runtime=runtime)
 
 
 def main() -> None:
@@ -102,9 +94,7 @@ def main() -> None:
         dispatcher.run(stop)
     finally:
         dispatcher.drain(timeout=10)
-        import ray
-
-        ray.shutdown()
+        dispatcher.runtime.shutdown()
         log.info("worker service stopped")
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import fnmatch
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+
+from storage.messages import Held, UpstreamFinding
 
 
 class AnalysisFailed(Exception):
@@ -48,8 +51,8 @@ class EvidenceFile:
     size: int
     media_type: str
     filename: str | None = None
-    # Findings of the analyzers this one `requires`, by analyzer name (empty when they failed or were not run).
-    upstream: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Findings of the analyzers this one `requires`, by analyzer name (absent when they failed or were not run).
+    upstream: Mapping[str, Sequence[UpstreamFinding]] = field(default_factory=dict)
     # What the submitter declared the item to be ("fingerprint", "document", "photo"), and a print's resolution.
     declared_kind: str | None = None
     declared_ppi: float | None = None
@@ -84,6 +87,12 @@ class FindingData:
     label: str | None = None
     confidence: float | None = None
     artifacts: list[Artifact] = field(default_factory=list)
+    # Material recorded in its own table rather than in `data`: page text for search, a fingerprint template.
+    held: Held | None = None
+
+    def as_upstream(self) -> UpstreamFinding:
+        """This finding as an analyzer that requires this one would receive it once recorded (without artifacts)."""
+        return UpstreamFinding(kind=self.kind, label=self.label, confidence=self.confidence, data=dict(self.data))
 
 
 EVERY_KIND: frozenset[str | None] = frozenset({None, "photo", "document", "fingerprint"})
@@ -104,6 +113,9 @@ class Analyzer(ABC):
     version: ClassVar[str]
     accepts: ClassVar[frozenset[str]]
     produces: ClassVar[frozenset[str]]
+    # Keys of its findings' data (at any depth) that the API withholds from roles without biometric access:
+    # embeddings, minutiae. The API's own list must match the union of these (tests/test_sensitive_fields.py).
+    sensitive_fields: ClassVar[frozenset[str]] = frozenset()
     num_cpus: ClassVar[float] = 0.25
     # Analyzers whose findings this one reuses (e.g. plates look inside the vehicles `objects` found). It runs
     # once they have ended, succeeded or failed, and must still work when their findings are missing.

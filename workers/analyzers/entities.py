@@ -36,9 +36,9 @@ class EntitiesAnalyzer(Analyzer):
             raise AnalysisFailed("no text to read: the ocr analysis of this item did not succeed")
         findings = []
         for page in item.upstream["ocr"]:
-            if page["kind"] != PAGE_KIND:
+            if page.kind != PAGE_KIND:
                 continue
-            data = page["data"]
+            data = page.data
             text = data.get("text") or ""
             if not text.strip():
                 continue

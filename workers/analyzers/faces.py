@@ -60,6 +60,7 @@ from models.faces import (
     aligned_crop,
     face_quality,
 )
+from storage.messages import UpstreamFinding
 from workers import imaging
 from workers.analyzers import objects
 from workers.analyzers.base import (
@@ -144,15 +145,15 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def person_boxes(findings: Sequence[dict[str, Any]]) -> dict[int, list[Person]]:
+def person_boxes(findings: Sequence[UpstreamFinding]) -> dict[int, list[Person]]:
     """The "person" boxes among `objects` findings, by frame: (position in `findings`, upright box).
 
     A finding without a usable box (missing, not four finite numbers, empty) cannot guide the search: skipped.
     """
     people: dict[int, list[Person]] = {}
     for position, finding in enumerate(findings):
-        data = finding.get("data")
-        if finding.get("kind") != objects.KIND or not isinstance(data, dict) or data.get("class") != PERSON:
+        data = finding.data
+        if finding.kind != objects.KIND or not isinstance(data, dict) or data.get("class") != PERSON:
             continue
         try:
             x1, y1, x2, y2 = (float(value) for value in data["box"])
@@ -284,6 +285,7 @@ class FacesAnalyzer(Analyzer):
     version = "1.1.0"
     accepts = frozenset({"image/*"})
     produces = frozenset({"faces.face"})
+    sensitive_fields = frozenset({"embedding", "vector"})  # dlib's embedding; FaceNet's vectors in "embeddings"
     num_cpus = 1.0
     requires = (OBJECTS,)  # person boxes: where to look for faces, and how large they are at least
 

@@ -14,7 +14,6 @@ actionable feedback, the resolution used and any warning about it (an unknown re
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from models.fingerprints import (
     SivvRefused,
     decode_fingerprint,
 )
-from storage.analysis import HELD_KEY
+from storage.messages import HeldTemplate
 from workers import imaging
 from workers.analyzers.base import (
     AnalysisFailed,
@@ -64,6 +63,7 @@ class FingerprintsAnalyzer(Analyzer):
     version = "1.0.0"
     accepts = frozenset({"image/*"})
     produces = frozenset({KIND})
+    sensitive_fields = frozenset({"minutiae_points"})
     runs_on = frozenset({None, "fingerprint"})
     num_cpus = 0.5
 
@@ -106,12 +106,11 @@ class FingerprintsAnalyzer(Analyzer):
                   for (x, y, angle, reliability), kind in zip(template.minutiae, template.kinds, strict=True)]
         finding = {**summary, "declared": declared, "iso_sha256": digest, "iso_size": len(template.iso),
                    "ppi_source": image.ppi_source, "source_format": image.source_format,
-                   "minutiae_points": points, "minutiae_columns": ["x", "y", "angle", "reliability", "kind"],
-                   HELD_KEY: {"iso_base64": base64.b64encode(template.iso).decode(), "minutiae": count,
-                              "nfiq2": int(template.nfiq2)}}
+                   "minutiae_points": points, "minutiae_columns": ["x", "y", "angle", "reliability", "kind"]}
         return [FindingData(kind=KIND, label=f"{count} minutiae, NFIQ 2 {template.nfiq2}",
                             confidence=round(template.nfiq2 / 100.0, 3), data=finding,
-                            artifacts=[Artifact("template.ist", "application/octet-stream", template.iso)])]
+                            artifacts=[Artifact("template.ist", "application/octet-stream", template.iso)],
+                            held=HeldTemplate(iso=template.iso, minutiae=count, nfiq2=int(template.nfiq2)))]
 
     def _extract(self, image: FingerprintImage, declared: bool) -> tuple[FingerprintTemplate, dict[str, Any]]:
         """The template, and whether SIVV accepted the print; a declared print SIVV refuses may still qualify."""

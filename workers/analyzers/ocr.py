@@ -35,7 +35,7 @@ import numpy as np
 
 from models.ocr import OcrLine, OcrPage, TesseractOcr
 from models.scenetext import SceneTextReader
-from storage.analysis import HELD_KEY
+from storage.messages import HeldText
 from workers import imaging
 from workers.analyzers.base import (
     AnalysisFailed,
@@ -272,13 +272,14 @@ def _page_finding(page: PageText) -> FindingData:
         "lines": [{"text": line.text, "box": [round(v, 1) for v in line.box], "confidence": round(line.confidence, 3)}
                   for line in result.lines],
     }
+    held: HeldText | None = None  # an empty page has nothing to search
     if text.strip():
-        data[HELD_KEY] = {"text": text, "page": page.number, "language": result.language, "engine": result.engine}
+        held = HeldText(text=text, page=page.number, language=result.language, engine=result.engine)
     artifacts = [Artifact(f"words-p{page.number}.json", "application/json",
                           json.dumps(words, ensure_ascii=False).encode())] if words else []
     label = f"page {page.number}: {len(result.text)} characters" + (f" ({result.language})" if result.language else "")
     return FindingData(kind=PAGE_KIND, label=label, confidence=round(result.mean_confidence, 3), data=data,
-                       artifacts=artifacts)
+                       artifacts=artifacts, held=held)
 
 
 def _pdfium_version() -> dict[str, Any]:

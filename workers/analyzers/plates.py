@@ -28,7 +28,7 @@ A finding's confidence is the detector's confidence times the reading's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,6 +36,7 @@ import numpy as np
 
 from models.base import ModelError
 from models.plates import PlateDetector, PlateReader, PlateReading, TesseractPlateReader
+from storage.messages import UpstreamFinding
 from workers import imaging
 from workers.analyzers.base import AnalysisLimits, Analyzer, Artifact, EvidenceFile, FindingData
 from workers.analyzers.objects import KIND as OBJECTS_KIND
@@ -171,15 +172,15 @@ def second_opinion_reason(reading: PlateReading) -> str | None:
     return None
 
 
-def upstream_vehicles(findings: Iterable[dict[str, Any]], frame: imaging.Frame) -> list[Vehicle]:
+def upstream_vehicles(findings: Iterable[UpstreamFinding], frame: imaging.Frame) -> list[Vehicle]:
     """The detections of the `objects` analyzer on `frame` (findings as the dispatcher passes them), their boxes
     moved from upright evidence pixels to the frame's (times `frame.scale`). Entries not in that shape are
     skipped; the class and confidence filter is `vehicle_boxes`'.
     """
     vehicles = []
     for finding in findings:
-        data, confidence = finding.get("data"), finding.get("confidence")
-        if finding.get("kind") != OBJECTS_KIND or not isinstance(data, dict) or data.get("frame") != frame.index:
+        data, confidence = finding.data, finding.confidence
+        if finding.kind != OBJECTS_KIND or not isinstance(data, dict) or data.get("frame") != frame.index:
             continue
         box = data.get("box")
         if (not isinstance(confidence, int | float) or not isinstance(box, list | tuple) or len(box) != 4
@@ -294,7 +295,7 @@ class PlatesAnalyzer(Analyzer):
         return findings
 
     def frame_vehicles(self, frame: imaging.Frame,
-                       upstream: list[dict[str, Any]] | None) -> tuple[list[Vehicle], VehicleSource | None]:
+                       upstream: Sequence[UpstreamFinding] | None) -> tuple[list[Vehicle], VehicleSource | None]:
         """The vehicles on `frame` and where they come from: the `objects` findings when given (an empty list is
         "none"), else the own COCO detector when loaded, else none (source None: no vehicle pass)."""
         if upstream is not None:

@@ -60,6 +60,7 @@ class SimilarityAnalyzer(Analyzer):
     version = "1.0.0"
     accepts = frozenset({"image/*"})
     produces = frozenset({EMBEDDING_KIND, KEYPOINTS_KIND})
+    sensitive_fields = frozenset({"vector"})  # the scene embedding
     num_cpus = 1.0
 
     def __init__(self, detector: Detector = DEFAULT_DETECTOR, max_features: int = MAX_FEATURES,
