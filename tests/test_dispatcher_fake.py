@@ -107,6 +107,18 @@ def _backoff(job: Job) -> float:
     return round((job.available_at - job.updated_at).total_seconds(), 1)
 
 
+def _requeued_backoffs(rig: Rig, evidence_id: str, *, tries: int) -> list[float]:
+    """Step `tries` times, each ending with the job queued again; the backoff of each requeue."""
+    backoffs = []
+    for _ in range(tries):
+        rig.dispatcher.step()
+        job = _job(rig.factory, evidence_id)
+        assert job.state == "queued"
+        backoffs.append(_backoff(job))
+        make_due(rig.factory)
+    return backoffs
+
+
 def _lease_left(job: Job) -> float:
     assert job.lease_expires_at is not None
     expires = job.lease_expires_at
@@ -152,13 +164,7 @@ def test_leases_of_work_in_flight_are_renewed_every_third_of_a_lease(rig: Rig) -
 def test_failed_calls_are_retried_with_a_doubling_backoff_until_attempts_run_out(rig: Rig) -> None:
     evidence = rig.item("flaky.png")
     rig.runtime.script("raise", "raise", "raise")
-    backoffs = []
-    for _ in range(2):
-        rig.dispatcher.step()
-        job = _job(rig.factory, evidence)
-        assert job.state == "queued"
-        backoffs.append(_backoff(job))
-        make_due(rig.factory)
+    backoffs = _requeued_backoffs(rig, evidence, tries=2)
     rig.dispatcher.step()
     assert backoffs == [2.0, 4.0]
     job = _job(rig.factory, evidence)
@@ -200,13 +206,7 @@ def test_an_abandoned_lease_is_closed_as_a_failed_run_and_the_job_queued_again(r
 def test_a_lost_worker_is_waited_out_and_not_charged_as_an_attempt(rig: Rig, behaviour: str, said: str) -> None:
     evidence = rig.item("unlucky.png")
     rig.runtime.script(behaviour, behaviour)  # type: ignore[arg-type]
-    backoffs = []
-    for _ in range(2):
-        rig.dispatcher.step()
-        job = _job(rig.factory, evidence)
-        assert job.state == "queued"
-        backoffs.append(_backoff(job))
-        make_due(rig.factory)
+    backoffs = _requeued_backoffs(rig, evidence, tries=2)
     assert backoffs == [3.0, 6.0]  # the restart time, doubled while the worker keeps being lost
     settle(rig.dispatcher, rig.factory)
 
