@@ -186,3 +186,52 @@ def sign_on_photo(photo: np.ndarray, text: str, *, size: int = 64, origin: tuple
                    width=4)
     draw.text(origin, text, fill=(120, 20, 20), font=font)
     return np.asarray(picture)
+
+
+@dataclass(frozen=True)
+class LayerText:
+    """A run of a PDF text layer: its text, where it starts (points from the page's bottom-left corner) and its
+    size; `invisible` text (render mode 3) is what a scanner's OCR lays over its image."""
+
+    text: str
+    x: float
+    y: float
+    size: float = 10.0
+    invisible: bool = False
+
+
+def scan_pdf(image: np.ndarray, layer: list[LayerText], *, page_size: tuple[float, float] = (595.0, 842.0)) -> bytes:
+    """A one-page PDF as a scanner makes it: `image` (JPEG) over the whole page, with a text layer of `layer` on top.
+
+    Written object by object with a correct cross-reference table; the text uses Helvetica in WinAnsi.
+    """
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).convert("RGB").save(buffer, "JPEG", quality=90)
+    jpeg = buffer.getvalue()
+    height, width = image.shape[:2]
+    text = b"".join(b"BT %d Tr /F1 %.1f Tf %.1f %.1f Td (" % (3 if run.invisible else 0, run.size, run.x, run.y)
+                    + run.text.encode("cp1252").replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
+                    + b") Tj ET " for run in layer)
+    content = b"q %.2f 0 0 %.2f 0 0 cm /Im1 Do Q " % page_size + text
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %.2f %.2f] /Resources << /Font << /F1 3 0 R >> "
+        b"/XObject << /Im1 6 0 R >> >> /Contents 5 0 R >>" % page_size,
+        b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB /BitsPerComponent 8 "
+        b"/Filter /DCTDecode /Length %d >>\nstream\n" % (width, height, len(jpeg)) + jpeg + b"\nendstream",
+    ]
+    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)

@@ -5,6 +5,9 @@ Runs after `ocr` (`requires`) on the text of every page it read, and reports eac
 the page, the characters as read, and, for OCR'd pages, the box of the line it was found on. The rules and
 their false-positive guards are in `workers.entities`. Without the `ocr` findings (its run failed) there is
 no text to read: the run fails with that reason.
+
+Scene text (PP-OCR on a photo, engine "rapidocr") is read only in its lines of at least
+`models.scenetext.MIN_LINE_CONFIDENCE`: what PP-OCR half-read on a photo is no identifier to link cases by.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from models.scenetext import MIN_LINE_CONFIDENCE
 from workers.analyzers.base import AnalysisFailed, AnalysisLimits, Analyzer, EvidenceFile, FindingData
 from workers.analyzers.ocr import PAGE_KIND
 from workers.analyzers.registry import register
@@ -25,7 +29,7 @@ class EntitiesAnalyzer(Analyzer):
     """Finds the identifiers investigators search for in every page of text that `ocr` read."""
 
     name = "entities"
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1: scene text only from its confident lines
     accepts = frozenset({"image/*", "application/pdf"})
     produces = frozenset(f"entity.{kind}" for kind in KINDS)
     requires = ("ocr",)
@@ -39,10 +43,13 @@ class EntitiesAnalyzer(Analyzer):
             if page.kind != PAGE_KIND:
                 continue
             data = page.data
-            text = data.get("text") or ""
+            text, lines = data.get("text") or "", data.get("lines") or []
+            if data.get("engine") == "rapidocr":
+                lines = [line for line in lines if float(line.get("confidence") or 0.0) >= MIN_LINE_CONFIDENCE]
+                text = "\n".join(line.get("text") or "" for line in lines)
             if not text.strip():
                 continue
-            spans = _line_spans(text, data.get("lines") or [])
+            spans = _line_spans(text, lines)
             for entity in extract_entities(text, language=data.get("language")):
                 box = _box_at(spans, entity.start)
                 findings.append(FindingData(
