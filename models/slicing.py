@@ -6,10 +6,13 @@ each tile's boxes back to image coordinates, add the whole-image pass (for objec
 
 * `tiles` covers the image with `tile_size` squares overlapping by `overlap_ratio`; the last tile in each
   direction is aligned to the image's edge, so the tiles cover every pixel and none reaches outside;
+* `slicing_tile_size` grows the tile until a huge image takes at most `MAX_TILES` tiles (a bounded cost);
 * `merge` is SAHI's greedy non-maximum merging, class-aware: most confident first, each kept box absorbs the
   boxes of its class that match it (intersection over the smaller box, IoS, by default: a car cut at a tile's
   edge is a box mostly inside the whole car's) and grows to their union, so a cut object is reported once and
-  whole; `nms` is plain class-aware non-maximum suppression, for callers that want boxes as detected;
+  whole; `merge_members` is the same with any merge key (e.g. one key for every vehicle class, so that a car
+  one tile calls a truck is still one vehicle) and returns the groups, for callers that keep what was merged;
+  `nms` is plain class-aware non-maximum suppression, for callers that want boxes as detected;
 * `sliced_detections` runs a detector (any callable from an H x W x C array to boxes, scores, classes) over the
   tiles and the whole image and merges the results.
 
@@ -28,6 +31,9 @@ TILE_SIZE = 640
 OVERLAP_RATIO = 0.2  # SAHI's default
 MATCH_THRESHOLD = 0.5  # SAHI's default (IoS, greedy merging)
 SLICE_ABOVE = 1.5  # slice images whose longest side exceeds this many detector inputs
+MAX_TILES = 24  # at most this many tiles per image: larger images get larger tiles
+MERGE_ROUNDS = 3  # merged boxes are merged again, at most this many rounds in all (see `merge_members`)
+TILE_STEP = 32  # tiles grow by this much (the detector's stride) until the image fits in MAX_TILES
 Metric = Literal["iou", "ios"]
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]  # boxes N x 4, scores N, class ids N
 Detector = Callable[[np.ndarray], Detections]
@@ -116,27 +122,88 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, *, metric: M
     return np.array(keep, dtype=np.int64)
 
 
-def merge(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, *, metric: Metric = "ios",
-          threshold: float = MATCH_THRESHOLD) -> Detections:
-    """Class-aware greedy non-maximum merging (SAHI's GREEDYNMM): most confident first, a box takes every box
-    of its class not yet taken whose overlap with it (`metric`) exceeds `threshold`, and becomes their union;
-    its score stays the highest. Returns the merged boxes, scores and classes, most confident first."""
-    boxes, scores, classes = _arrays(boxes, scores, classes)
+def _greedy_groups(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, metric: Metric, threshold: float,
+                   sources: list[frozenset[int]]) -> list[np.ndarray]:
+    """One round of greedy merging; a group never holds two boxes of the same source (pass)."""
     order = np.argsort(-scores, kind="stable")
     taken = np.zeros(len(boxes), dtype=bool)
-    merged_boxes, merged_scores, merged_classes = [], [], []
+    members: list[np.ndarray] = []
     for index in order:
         if taken[index]:
             continue
-        group = ~taken & (classes == classes[index]) & (overlap(boxes[index], boxes, metric) > threshold)
-        group[index] = True
-        taken |= group
-        members = boxes[group]
-        merged_boxes.append([members[:, 0].min(), members[:, 1].min(), members[:, 2].max(), members[:, 3].max()])
-        merged_scores.append(scores[index])
-        merged_classes.append(classes[index])
-    return (np.array(merged_boxes, dtype=np.float64).reshape(-1, 4), np.array(merged_scores, dtype=np.float64),
-            np.array(merged_classes, dtype=classes.dtype))
+        overlaps = overlap(boxes[index], boxes, metric)
+        candidates = np.flatnonzero(~taken & (groups == groups[index]) & (overlaps > threshold))
+        seen, chosen = set(sources[index]), []
+        for other in candidates[np.argsort(-overlaps[candidates], kind="stable")]:
+            if other != index and not seen & sources[other]:
+                seen |= sources[other]
+                chosen.append(int(other))
+        taken[[index, *chosen]] = True
+        members.append(np.array([index, *sorted(chosen, key=lambda i: -scores[i])], dtype=np.int64))
+    return members
+
+
+def merge_members(boxes: np.ndarray, scores: np.ndarray, groups: np.ndarray, *, metric: Metric = "ios",
+                  threshold: float = MATCH_THRESHOLD, rounds: int = MERGE_ROUNDS,
+                  sources: np.ndarray | None = None) -> list[np.ndarray]:
+    """SAHI's greedy non-maximum merging (GREEDYNMM), as groups of indices: most confident first, a box takes
+    every box of its group (`groups`: a merge key per box, usually its class) not yet taken whose overlap with
+    it (`metric`) exceeds `threshold`. Each group's indices start with its most confident box; groups come most
+    confident first.
+
+    Up to `rounds` rounds: the merged boxes (unions) are merged again, because a cut object's most confident
+    box may be one of its parts, which does not cover the other parts (the two halves of a bus cut by two tiles
+    overlap by less than half) while their union does.
+
+    `sources` (optional, one int per box: the pass that found it, e.g. the tile) keeps apart boxes of the same
+    pass, which the detector's own NMS already judged to be different objects (two people one behind the other):
+    a group holds at most one box of each source.
+    """
+    boxes, scores, groups = _arrays(boxes, scores, groups)
+    origin = np.arange(len(boxes)) if sources is None else np.asarray(sources).reshape(-1)
+    if len(origin) != len(boxes):
+        raise ValueError(f"{len(boxes)} boxes and {len(origin)} sources")
+    members = _greedy_groups(boxes, scores, groups, metric, threshold, [frozenset({int(o)}) for o in origin])
+    for _ in range(rounds - 1):
+        unions = np.array([union_box(boxes[group]) for group in members], dtype=np.float64).reshape(-1, 4)
+        again = _greedy_groups(unions, scores[[group[0] for group in members]],
+                               groups[[group[0] for group in members]], metric, threshold,
+                               [frozenset(int(o) for o in origin[group]) for group in members])
+        if len(again) == len(members):
+            break
+        joined = [np.concatenate([members[i] for i in group]) for group in again]
+        members = [np.array([group[0], *sorted(group[1:], key=lambda i: -scores[i])], dtype=np.int64)
+                   for group in joined]
+    return members
+
+
+def union_box(boxes: np.ndarray) -> list[float]:
+    """The smallest box (x1, y1, x2, y2) holding all of `boxes` (N x 4, N >= 1)."""
+    return [float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max())]
+
+
+def merge(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, *, metric: Metric = "ios",
+          threshold: float = MATCH_THRESHOLD) -> Detections:
+    """Class-aware greedy non-maximum merging (`merge_members` with the class as the group): each group becomes
+    the union of its boxes, with its highest score. Returns the merged boxes, scores and classes, most confident
+    first."""
+    boxes, scores, classes = _arrays(boxes, scores, classes)
+    members = merge_members(boxes, scores, classes, metric=metric, threshold=threshold)
+    return (np.array([union_box(boxes[group]) for group in members], dtype=np.float64).reshape(-1, 4),
+            np.array([scores[group[0]] for group in members], dtype=np.float64),
+            np.array([classes[group[0]] for group in members], dtype=classes.dtype))
+
+
+def slicing_tile_size(width: int, height: int, *, tile_size: int = TILE_SIZE, overlap_ratio: float = OVERLAP_RATIO,
+                      max_tiles: int = MAX_TILES, step: int = TILE_STEP) -> int:
+    """The tile size for a `width` x `height` image: `tile_size`, grown by `step` until the image takes at most
+    `max_tiles` tiles, so that the cost of a huge image stays bounded (each tile is one detector pass)."""
+    if max_tiles < 1 or step < 1:
+        raise ValueError(f"max_tiles {max_tiles} and step {step} must be positive")
+    size = tile_size
+    while len(tiles(width, height, tile_size=size, overlap_ratio=overlap_ratio)) > max_tiles:
+        size += step
+    return size
 
 
 def sliced_detections(image: np.ndarray, detect: Detector, *, tile_size: int = TILE_SIZE,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models.slicing import overlap
 from models.yolo import Detection, YoloOnnxDetector, YoloUltralyticsDetector
 from tests.media_samples import (
     bomb_png,
@@ -21,8 +22,18 @@ from tests.media_samples import (
     truncated_copy,
     zidane_jpg_path,
 )
+from tests.scene_samples import car_park_scene
 from workers.analyzers.base import AnalysisFailed, AnalysisLimits, FindingData
-from workers.analyzers.objects import KIND, MAX_CROPS, Found, ObjectsAnalyzer, choose_crops
+from workers.analyzers.objects import (
+    KIND,
+    MAX_CROPS,
+    SLICE_MAX_TILES,
+    VEHICLE_CLASSES,
+    Found,
+    ObjectsAnalyzer,
+    choose_crops,
+    detect_frame,
+)
 from workers.analyzers.registry import select
 from workers.imaging import Frame
 
@@ -85,7 +96,7 @@ def _bus_box(findings: list[FindingData]) -> list[float]:
 
 def test_objects_analyzer_is_registered_with_its_contract() -> None:
     cls = select(["objects"])["objects"]
-    assert cls is ObjectsAnalyzer and cls.version == "1.0.0" and cls.num_cpus == 1.0
+    assert cls is ObjectsAnalyzer and cls.version == "1.1.0" and cls.num_cpus == 1.0
     assert cls.produces == frozenset({"objects.detection"})
     assert cls.accepts_media("image/heic") and not cls.accepts_media("application/pdf")
 
@@ -129,7 +140,7 @@ def test_exif_rotated_photo_gives_upright_boxes(analyzer: ObjectsAnalyzer, bus_f
     with Image.open(bus_jpg_path()) as image:
         upright = np.asarray(image.convert("RGB").transpose(Image.Transpose.ROTATE_270))
     assert upright.shape[:2] == (810, 1080)
-    direct = analyzer.detector.predict(upright)
+    direct = [merged.detection for merged in detect_frame(analyzer.detector, upright)[0]]  # 1,080 px: sliced
     for finding in findings:
         same = [d for d in direct if d.class_id == finding.data["class_id"]]
         assert same and max(_iou(finding.data["box"], d.box) for d in same) > 0.8, finding.label
@@ -247,3 +258,59 @@ def test_crops_are_capped_at_the_most_confident_and_skip_slivers() -> None:
     chosen = choose_crops([*found, sliver])
     assert len(chosen) == MAX_CROPS and len(found) not in chosen
     assert chosen == set(range(20, MAX_CROPS + 20))
+
+
+def _vehicles_found(boxes: list[list[float]] | list[tuple[float, ...]], classes: list[str]) -> int:
+    """How many of the car park's labelled vehicles a vehicle-class box covers at IoU 0.5 or more."""
+    _, labels = car_park_scene()
+    kept = np.array([box for box, name in zip(boxes, classes, strict=True) if name in VEHICLE_CLASSES],
+                    dtype=np.float64).reshape(-1, 4)
+    return sum(bool(len(kept)) and float(overlap(np.array(label.box), kept, "iou").max()) >= 0.5 for label in labels)
+
+
+def test_sliced_inference_finds_at_least_4_of_5_vehicles_on_the_car_park(analyzer: ObjectsAnalyzer,
+                                                                         tmp_path: Path) -> None:
+    """The issue's bar, through the analyzer: a 1,600 x 1,000 top-down car park of real vehicle crops."""
+    scene, _ = car_park_scene()
+    whole = analyzer.detector.predict(scene)
+    assert _vehicles_found([d.box for d in whole], [d.label for d in whole]) <= 2  # what slicing must beat
+    path = tmp_path / "car-park.png"
+    Image.fromarray(scene).save(path)
+    findings = _analyze(analyzer, path)
+    assert _vehicles_found([f.data["box"] for f in findings], _classes(findings)) >= 4
+    for finding in findings:
+        assert finding.data["slicing"] == {"tile_size": 512, "overlap_ratio": 0.2, "tiles": 12,
+                                           "whole_image_pass": True, "merge": finding.data["slicing"]["merge"]}
+        if finding.data["class"] in VEHICLE_CLASSES:
+            assert finding.data["category"] == "vehicle"
+            assert finding.data["class_hints"][0] == finding.data["class"]
+            assert set(finding.data["class_hints"]) <= VEHICLE_CLASSES
+        else:
+            assert "category" not in finding.data
+    assert analyzer.provenance()["slicing"]["tile_size"] == 512
+
+
+def test_a_small_image_is_not_sliced(analyzer: ObjectsAnalyzer, tmp_path: Path) -> None:
+    """Up to 960 px on the longest side, the findings are the detector's own, one pass, no slicing record."""
+    path = tmp_path / "bus-small.png"
+    with Image.open(bus_jpg_path()) as photo:
+        photo.convert("RGB").resize((600, 800), Image.Resampling.LANCZOS).save(path)
+    findings = _analyze(analyzer, path)
+    direct = sorted(analyzer.detector.predict(_rgb(path)), key=lambda d: -d.confidence)
+    assert [f.data["class"] for f in findings] == [d.label for d in direct] and "bus" in _classes(findings)
+    for finding, detection in zip(findings, direct, strict=True):
+        assert finding.data["slicing"] is None
+        assert finding.data["box"] == [round(v, 1) for v in detection.box]
+
+
+def test_a_very_wide_strip_is_sliced_within_the_tile_cap(analyzer: ObjectsAnalyzer, tmp_path: Path) -> None:
+    scene, _ = car_park_scene()
+    strip = np.concatenate([scene[150:280]] * 4, axis=1)  # 6,400 x 130: a panorama-like strip
+    path = tmp_path / "strip.png"
+    Image.fromarray(strip).save(path)
+    findings = _analyze(analyzer, path)  # downscaled to 4,096 x 83 (MAX_SIDE), then sliced in one row
+    assert findings and findings[0].data["slicing"]["tiles"] >= 2
+    for finding in findings:
+        x1, y1, x2, y2 = finding.data["box"]
+        assert 0 <= x1 < x2 <= 6400 and 0 <= y1 < y2 <= 130
+        assert finding.data["slicing"]["tiles"] <= SLICE_MAX_TILES

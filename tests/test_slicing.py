@@ -6,7 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.slicing import Tile, merge, needs_slicing, nms, overlap, shift, sliced_detections, tiles
+from models.slicing import (
+    Tile,
+    merge,
+    merge_members,
+    needs_slicing,
+    nms,
+    overlap,
+    shift,
+    sliced_detections,
+    slicing_tile_size,
+    tiles,
+)
 from models.yolo import YoloOnnxDetector
 from tests.scene_samples import Label, car_park_scene
 
@@ -110,6 +121,30 @@ def test_sliced_detections_find_small_objects_once_in_image_pixels() -> None:
     boxes, scores, classes = sliced_detections(image, detect, tile_size=640, overlap_ratio=0.2)
     assert sorted(boxes.tolist()) == sorted([[x, y, x + 30, y + 30] for x, y in objects])
     assert scores.tolist() == [0.9] * 4 and set(classes.tolist()) == {2}
+
+
+@pytest.mark.parametrize(("width", "height", "expected"), [(1600, 1000, 512), (4096, 3072, 928), (6400, 130, 512)])
+def test_tile_size_grows_until_a_huge_image_takes_at_most_the_cap(width: int, height: int, expected: int) -> None:
+    size = slicing_tile_size(width, height, tile_size=512, max_tiles=24)
+    assert size == expected and len(tiles(width, height, tile_size=size)) <= 24
+    assert size == 512 or len(tiles(width, height, tile_size=size - 32)) > 24
+
+
+def test_merge_joins_the_two_halves_of_an_object_cut_by_two_tiles_through_the_whole_box() -> None:
+    """The left half is the most confident box and does not cover the right half; the whole box covers both."""
+    boxes = np.array([[0, 0, 512, 280], [300, 5, 805, 280], [30, 0, 800, 545.]])
+    groups = merge_members(boxes, np.array([0.88, 0.86, 0.84]), np.array([5, 5, 5]))
+    assert [sorted(g.tolist()) for g in groups] == [[0, 1, 2]] and groups[0][0] == 0
+    assert len(merge_members(boxes, np.array([0.88, 0.86, 0.84]), np.array([5, 5, 5]), rounds=1)) == 2
+
+
+def test_merge_keeps_boxes_of_one_source_apart() -> None:
+    """Two people one behind the other, kept apart by the detector's own NMS in one pass, stay two."""
+    boxes = np.array([[0, 0, 100, 300], [40, 10, 120, 290], [0, 0, 110, 300.]])
+    scores, classes = np.array([0.9, 0.8, 0.7]), np.array([0, 0, 0])
+    assert len(merge_members(boxes, scores, classes)) == 1
+    groups = merge_members(boxes, scores, classes, sources=np.array([1, 1, 0]))
+    assert sorted(sorted(g.tolist()) for g in groups) == [[0, 2], [1]]
 
 
 @pytest.fixture(scope="module")
