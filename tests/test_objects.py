@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -260,7 +260,7 @@ def test_crops_are_capped_at_the_most_confident_and_skip_slivers() -> None:
     assert chosen == set(range(20, MAX_CROPS + 20))
 
 
-def _vehicles_found(boxes: list[list[float]] | list[tuple[float, ...]], classes: list[str]) -> int:
+def _vehicles_found(boxes: Sequence[Sequence[float]], classes: list[str]) -> int:
     """How many of the car park's labelled vehicles a vehicle-class box covers at IoU 0.5 or more."""
     _, labels = car_park_scene()
     kept = np.array([box for box, name in zip(boxes, classes, strict=True) if name in VEHICLE_CLASSES],
