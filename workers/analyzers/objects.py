@@ -159,8 +159,7 @@ def _merge_key(detection: Detection) -> int:
 def merge_passes(passes: list[Detection], sources: list[int]) -> list[Merged]:
     """Detections of several passes over one frame (boxes in frame pixels; `sources`: the pass of each) merged
     into one per object (`slicing.merge_members`, vehicle classes as one kind, never two boxes of one pass
-    and class),
-    most confident first."""
+    and class), most confident first; an object the whole-frame pass found keeps that pass's box."""
     if not passes:
         return []
     boxes = np.array([d.box for d in passes], dtype=np.float64)
@@ -170,7 +169,10 @@ def merge_passes(passes: list[Detection], sources: list[int]) -> list[Merged]:
     for group in slicing.merge_members(boxes, scores, keys, metric=SLICE_METRIC, threshold=SLICE_MATCH,
                                        sources=np.array(sources, dtype=np.int64)):
         best = passes[group[0]]
-        x1, y1, x2, y2 = slicing.union_box(boxes[group])
+        # The whole-frame pass saw the object whole: its box stands. Only an object the tiles alone saw, cut at
+        # their edges, gets the union of its pieces.
+        whole = [i for i in group if sources[i] < PASS_KEY]
+        x1, y1, x2, y2 = boxes[whole[0]] if whole else slicing.union_box(boxes[group])
         hints = tuple(dict.fromkeys(passes[i].label for i in group)) if best.label in VEHICLE_CLASSES else ()
         merged.append(Merged(Detection(best.class_id, best.label, best.confidence, (x1, y1, x2, y2)), hints))
     return merged
