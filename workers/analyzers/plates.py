@@ -17,10 +17,16 @@ side at most 4096 px):
 3. detections of the same plate (IoU over 0.5, or one box mostly inside another) are merged;
 4. each plate is cropped with a small margin and read by PP-OCR recognition (rapidocr). Tesseract, the
    second opinion (160-190 ms a plate), reads it only when that reading is not conclusive (see
-   `second_opinion_reason`); each reading goes through `workers.plate_formats.normalise_plate`; a
-   registration both readers support scores higher (noisy-or of their scores), and the best one is reported.
-   `raw_readings` holds the readers that ran, `second_opinion` whether Tesseract did and
-   `second_opinion_reason` why.
+   `workers.plate_reading.second_opinion_reason`); each reading goes through
+   `workers.plate_registration.read_registration`, so the reported `text` keeps every character read (format
+   "unknown" when no format takes it as read), `country` is named only when the plate says so (a band code
+   read before the text) or a single format fits, else the fitting `candidate_countries` are listed, and OCR
+   repairs are only `alternatives` (for register matching); a registration both readers support scores higher
+   (noisy-or of their scores), and the best one is reported. `raw_readings` holds the readers that ran,
+   `second_opinion` whether Tesseract did and `second_opinion_reason` why;
+5. a detection is a "plates.plate" finding (`matchable`) only when it passes the detector and reader
+   confidence floors and reads as a plausible plate (`workers.plate_reading.rejections`); otherwise it is a
+   "plates.candidate" finding labelled "unconfirmed plate candidate", kept for the examiner and never matched.
 
 A finding's confidence is the detector's confidence times the reading's.
 """
@@ -35,14 +41,24 @@ from typing import Any, Literal
 import numpy as np
 
 from models.base import ModelError
-from models.plates import PlateDetector, PlateReader, PlateReading, TesseractPlateReader
+from models.plates import PlateDetector, PlateReader, TesseractPlateReader
 from storage.messages import UpstreamFinding
 from workers import imaging
 from workers.analyzers.base import AnalysisLimits, Analyzer, Artifact, EvidenceFile, FindingData
 from workers.analyzers.objects import KIND as OBJECTS_KIND
 from workers.analyzers.objects import MAX_FRAMES as OBJECTS_MAX_FRAMES
 from workers.analyzers.registry import register
-from workers.plate_formats import PlateCandidate, normalise_plate
+from workers.plate_reading import (
+    DETECTION_FLOOR,
+    READING_FLOOR,
+    SECOND_OPINION_BELOW,
+    SECOND_OPINION_FORMAT_BELOW,
+    SECOND_OPINION_RUNNER_UP,
+    choose_reading,
+    label,
+    rejections,
+    second_opinion_reason,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,20 +75,9 @@ VEHICLE_MARGIN = 0.05
 MERGE_IOU = 0.5
 MERGE_CONTAINED = 0.8  # a box this much inside another is a fragment of the same plate
 CROP_MARGIN_X, CROP_MARGIN_Y = 0.08, 0.15
-# How much a reader's score counts: Tesseract is the second opinion, and misreads plate digits more often.
-READER_WEIGHTS = {"rapidocr": 1.0, "tesseract": 0.8}
-# When the rapidocr reading alone is conclusive, so that Tesseract is not asked (see `second_opinion_reason`).
-# Rendered and real plates that PP-OCR reads right score 0.95-1.0; its misreads score lower.
-SECOND_OPINION_BELOW = 0.9  # rapidocr's own confidence
-# The best registration's format fit (normalise_plate): a well-separated reading of a common format scores
-# 0.9-1.0, an unseparated one 0.81-0.86; one OCR letter/digit swap (x0.75) or a dropped stray character (x0.8)
-# brings it under 0.8.
-SECOND_OPINION_FORMAT_BELOW = 0.8
-# Another registration fitting nearly as well (its fit at least this share of the best one's): the same
-# characters read as two countries' formats (AB1234: NL AB-12-34 0.81, DE A-B 1234 0.68).
-SECOND_OPINION_RUNNER_UP = 0.8
-UNMATCHED_FACTOR = 0.3  # reading confidence when the text fits no known plate format
 TOP_CANDIDATES = 3
+PLATE_KIND = "plates.plate"  # a plate to match against registers: it passed the floors of workers.plate_reading
+CANDIDATE_KIND = "plates.candidate"  # an unconfirmed plate candidate: shown to the examiner, never matched
 JPEG_QUALITY = 90
 
 Box = tuple[float, float, float, float]
@@ -114,62 +119,19 @@ def same_plate(a: Box, b: Box) -> bool:
 
 
 def merge_plates(found: list[FoundPlate]) -> list[FoundPlate]:
-    """Greedy, most confident first: a plate that is the same as one kept adds only its source."""
+    """Greedy, most confident first: a plate that is the same as one kept adds its source, and its box when
+    larger (a fragment must not cut characters off the plate it belongs to)."""
     kept: list[FoundPlate] = []
     for plate in sorted(found, key=lambda p: -p.confidence):
         for index, other in enumerate(kept):
             if same_plate(plate.box, other.box):
                 sources = tuple(dict.fromkeys(other.sources + plate.sources))
-                kept[index] = FoundPlate(other.box, other.confidence, sources)
+                box = plate.box if _area(plate.box) > _area(other.box) else other.box
+                kept[index] = FoundPlate(box, other.confidence, sources)
                 break
         else:
             kept.append(plate)
     return kept
-
-
-def choose_reading(readings: dict[str, PlateReading]) -> list[dict[str, Any]]:
-    """Registrations the readers support, best first: each reader scores a candidate by its format confidence
-    times the reader's confidence (and READER_WEIGHTS); readers that agree combine as a noisy-or
-    (1 - prod(1 - score)), so agreement raises the confidence.
-    """
-    support: dict[tuple[str, str, str], tuple[PlateCandidate, dict[str, float]]] = {}
-    for reader, reading in readings.items():
-        for candidate in normalise_plate(reading.text):
-            key = (candidate.text_normalised, candidate.country, candidate.format_name)
-            best, scores = support.setdefault(key, (candidate, {}))
-            score = candidate.confidence * reading.confidence * READER_WEIGHTS.get(reader, 1.0)
-            if score > scores.get(reader, -1.0):
-                scores[reader] = score
-            if candidate.substitutions < best.substitutions:
-                support[key] = (candidate, scores)
-    ranked = []
-    for candidate, scores in support.values():
-        combined = 1.0 - float(np.prod([1.0 - s for s in scores.values()]))
-        ranked.append({**candidate.as_dict(), "confidence": round(combined, 4),
-                       "format_confidence": candidate.confidence, "readers": sorted(scores)})
-    return sorted(ranked, key=lambda c: (-c["confidence"], c["text_normalised"]))
-
-
-def second_opinion_reason(reading: PlateReading) -> str | None:
-    """Why the rapidocr reading alone is not conclusive (so Tesseract reads the plate too), or None when it is:
-    its confidence is under SECOND_OPINION_BELOW, its text fits no plate format, its best registration fits
-    under SECOND_OPINION_FORMAT_BELOW, or another registration fits nearly as well (SECOND_OPINION_RUNNER_UP).
-    """
-    if reading.confidence < SECOND_OPINION_BELOW:
-        return f"rapidocr confidence {reading.confidence:.3f} < {SECOND_OPINION_BELOW}"
-    candidates = normalise_plate(reading.text)
-    if not candidates:
-        return "the rapidocr text fits no known plate format"
-    best = candidates[0]
-    if best.confidence < SECOND_OPINION_FORMAT_BELOW:
-        return f"best format fit {best.confidence:.3f} < {SECOND_OPINION_FORMAT_BELOW}"
-    for other in candidates[1:]:
-        if (other.text_normalised, other.country) != (best.text_normalised, best.country):
-            if other.confidence >= SECOND_OPINION_RUNNER_UP * best.confidence:
-                return (f"{other.text_normalised} ({other.country}) fits {other.confidence:.3f}, nearly as well "
-                        f"as {best.text_normalised} ({best.country}) {best.confidence:.3f}")
-            break
-    return None
 
 
 def upstream_vehicles(findings: Iterable[UpstreamFinding], frame: imaging.Frame) -> list[Vehicle]:
@@ -223,18 +185,14 @@ def vehicle_boxes(vehicles: Iterable[Vehicle], width: int, height: int,
     return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))[:MAX_VEHICLES]
 
 
-def _clean(text: str) -> str:
-    return " ".join("".join(ch for ch in text.upper() if ch.isalnum() or ch in " -").split())
-
-
 @register
 class PlatesAnalyzer(Analyzer):
-    """Licence plates (BE, NL, FR, DE, LU formats) found by a YOLOv8n detector and read by PP-OCR and Tesseract."""
+    """Licence plates of any country found by a YOLOv8n detector and read by PP-OCR and Tesseract."""
 
     name = "plates"
-    version = "1.1.0"
+    version = "2.0.0"
     accepts = frozenset({"image/*"})
-    produces = frozenset({"plates.plate"})
+    produces = frozenset({PLATE_KIND, CANDIDATE_KIND})
     num_cpus = 1.0
     requires = ("objects",)
 
@@ -271,6 +229,8 @@ class PlatesAnalyzer(Analyzer):
         vehicles = self.vehicles.provenance() if self.vehicles is not None else None
         return {"plate_detector": self.detector.provenance(), "plate_reader": self.reader.provenance(),
                 "tesseract": self.tesseract.provenance(),
+                "floors": {"detector_confidence": DETECTION_FLOOR, "reader_confidence": READING_FLOOR,
+                           "plausible_plate": True},
                 "second_opinion": {"rapidocr_confidence_below": SECOND_OPINION_BELOW,
                                    "format_confidence_below": SECOND_OPINION_FORMAT_BELOW,
                                    "runner_up_share": SECOND_OPINION_RUNNER_UP},
@@ -281,7 +241,7 @@ class PlatesAnalyzer(Analyzer):
                 "vehicle_detector": vehicles, "vehicle_pass": self.vehicle_status}
 
     def analyze(self, item: EvidenceFile, limits: AnalysisLimits) -> list[FindingData]:
-        """One "plates.plate" finding per plate in each analysed frame, with its crop as an artifact."""
+        """One PLATE_KIND or CANDIDATE_KIND finding per detection in each analysed frame, with its crop."""
         frames = imaging.load_frames(item.path, limits.max_image_pixels, max_frames=MAX_FRAMES, max_side=MAX_SIDE)
         objects = item.upstream.get("objects")
         # Which frames `objects` analysed: the last frame sampled is always the file's last one.
@@ -332,7 +292,9 @@ class PlatesAnalyzer(Analyzer):
 
     def read_plate(self, crop: np.ndarray) -> dict[str, Any]:
         """The readings of a plate crop (Tesseract's only when rapidocr's is not conclusive) and the
-        registration chosen from them."""
+        registration chosen from them: `text` keeps every character read; `country` only when the plate says
+        so (a band code read before the text) or a single format fits, else `candidate_countries`; OCR repairs
+        are `alternatives`, for register matching, never the reported text."""
         readings = {"rapidocr": self.reader.predict(crop)}
         raw: dict[str, Any] = {"rapidocr": [readings["rapidocr"].text, round(readings["rapidocr"].confidence, 4)]}
         reason = second_opinion_reason(readings["rapidocr"])
@@ -345,18 +307,21 @@ class PlatesAnalyzer(Analyzer):
                 raw["tesseract_error"] = str(exc)
         opinion = {"raw_readings": raw, "second_opinion": reason is not None, "second_opinion_reason": reason}
         candidates = choose_reading(readings)
-        if candidates:
-            best = candidates[0]
-            return {"text": best["text_normalised"], "country": best["country"], "format": best["format_name"],
-                    "reading_confidence": best["confidence"], **opinion, "candidates": candidates[:TOP_CANDIDATES]}
-        reader, reading = max(readings.items(), key=lambda item: item[1].confidence)
-        text = _clean(reading.text)
-        return {"text": text, "country": None, "format": None,
-                "reading_confidence": round(reading.confidence * UNMATCHED_FACTOR, 4) if text else 0.0,
-                **opinion, "candidates": [], "read_by": reader}
+        if not candidates:
+            return {"text": "", "text_read": "", "country": None, "country_source": None, "candidate_countries": [],
+                    "format": None, "alternatives": [], "reading_confidence": 0.0, "reader_confidence": 0.0,
+                    **opinion, "candidates": []}
+        best = candidates[0]
+        return {"text": best["text_normalised"], "text_read": best["text_read"], "country": best["country"],
+                "country_source": best["country_source"], "candidate_countries": best["candidate_countries"],
+                "format": best["format_name"], "alternatives": best["alternatives"],
+                "reading_confidence": best["confidence"], "reader_confidence": best["reader_confidence"],
+                **opinion, "candidates": candidates[:TOP_CANDIDATES]}
 
     def _finding(self, frame: imaging.Frame, number: int, plate: FoundPlate,
                  vehicle_source: VehicleSource | None) -> FindingData:
+        """A PLATE_KIND finding when the detection passes the floors and reads as a plausible plate, else a
+        CANDIDATE_KIND finding (`matchable` false, `rejected_because` says why), kept for the examiner."""
         height, width = frame.pixels.shape[:2]
         x1, y1, x2, y2 = plate.box
         mx, my = (x2 - x1) * CROP_MARGIN_X, (y2 - y1) * CROP_MARGIN_Y
@@ -364,17 +329,20 @@ class PlatesAnalyzer(Analyzer):
         right, bottom = min(width, int(np.ceil(x2 + mx))), min(height, int(np.ceil(y2 + my)))
         crop = np.ascontiguousarray(frame.pixels[top:bottom, left:right])
         reading = self.read_plate(crop)
-        if reading["text"]:
-            label = f"{reading['text']} ({reading['country']})" if reading["country"] else (
-                f"{reading['text']} (unknown format)")
+        rejected = rejections(plate.confidence, reading["candidates"][0] if reading["candidates"] else None)
+        if rejected:
+            kind, text = CANDIDATE_KIND, f": {reading['text']}" if reading["text"] else " (unreadable)"
+            name = f"unconfirmed plate candidate{text}"
         else:
-            label = "unreadable plate"
+            kind = PLATE_KIND
+            name = label(reading["text"], reading["country"], reading["format"], reading["candidate_countries"])
         confidence = round(plate.confidence * reading["reading_confidence"], 4)
-        data = {**reading, "box": [round(v / frame.scale, 1) for v in plate.box], "frame": frame.index,
+        data = {**reading, "matchable": not rejected, "rejected_because": rejected,
+                "box": [round(v / frame.scale, 1) for v in plate.box], "frame": frame.index,
                 "detector_confidence": round(plate.confidence, 4), "detected_by": list(plate.sources),
                 "vehicle_source": vehicle_source}
         artifact = Artifact(f"plate-{frame.index}-{number}.jpg", "image/jpeg", imaging.jpeg_bytes(crop, JPEG_QUALITY))
-        return FindingData("plates.plate", data, label=label, confidence=confidence, artifacts=[artifact])
+        return FindingData(kind, data, label=name, confidence=confidence, artifacts=[artifact])
 
 
 def _inside(plate: tuple[float, float, float, float], vehicle: tuple[int, int, int, int]) -> bool:
