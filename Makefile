@@ -43,3 +43,7 @@ down:
 
 bench: install
 	$(VENV)/bin/python -m evaluation.bench_ingest
+
+.PHONY: accuracy
+accuracy: install  # precision/recall per analyzer: evaluation/results/accuracy.json and accuracy_pr.png
+	$(VENV)/bin/python -m evaluation.eval_accuracy
