@@ -4,7 +4,8 @@
   with its box, five landmarks and detection probability.
 * `aligned_crop`: a similarity transform maps the five landmarks onto ArcFace's canonical template.
 * `face_quality`: size, sharpness, pose and exposure of a face, and an overall score in 0..1.
-* `DlibFaceEmbedder`: dlib's 128-d ResNet (Euclidean distance; dlib documents 0.6 as the same-person threshold).
+* `DlibFaceEmbedder`: dlib's 128-d ResNet on chips aligned on MTCNN's landmarks (Euclidean distance; dlib
+  documents 0.6 as the same-person threshold).
 * `FacenetEmbedder`: facenet-pytorch's InceptionResnetV1 (512-d, unit length) with weights an operator supplies
   (`FacenetEmbedder.from_file`), since none ship in a package.
 
@@ -24,7 +25,8 @@ from typing import Any, cast
 import numpy as np
 
 from models.base import Model, ModelError, ModelSpec
-from models.specs import DLIB_FACE_EMBEDDING, DLIB_SHAPE_5, MTCNN_ONET, MTCNN_PNET, MTCNN_RNET
+from models.face_chips import dlib_chip
+from models.specs import DLIB_FACE_EMBEDDING, MTCNN_ONET, MTCNN_PNET, MTCNN_RNET
 
 # ArcFace's (insightface) five reference points in a 112x112 crop: left eye, right eye (as seen in the image),
 # nose tip, left and right mouth corners; scaled to the crop size wanted.
@@ -266,16 +268,17 @@ FaceBatch = tuple[np.ndarray, Sequence[DetectedFace]]
 class DlibFaceEmbedder(Model[FaceBatch, np.ndarray]):
     """dlib's ResNet face descriptor: (RGB image, faces) -> one 128-d vector per face (N x 128).
 
-    dlib's 5-point shape predictor (verified too) places the landmarks inside each MTCNN box; dlib then aligns
-    its 150 x 150 chip itself. Distances are Euclidean; dlib documents 0.6 as its same-person threshold.
+    Each face's 150 x 150 chip is aligned on MTCNN's five landmarks (`models.face_chips`), not on points a
+    shape predictor places inside MTCNN's box, so that the embedding does not move with the scale the face was
+    detected at. Distances are Euclidean; dlib documents 0.6 as its same-person threshold.
     """
 
     spec = DLIB_FACE_EMBEDDING
+    alignment = "mtcnn-5-point-similarity"
 
     def _load(self, weights: Path) -> None:
         import dlib
 
-        self._shapes = dlib.shape_predictor(str(DLIB_SHAPE_5.verify()))
         self._net = dlib.face_recognition_model_v1(str(weights))
 
     def _warm_up(self) -> None:
@@ -284,25 +287,17 @@ class DlibFaceEmbedder(Model[FaceBatch, np.ndarray]):
         self._predict((ramp, [DetectedFace((40.0, 40.0, 160.0, 170.0), landmarks, 1.0)]))
 
     def _predict(self, inputs: FaceBatch) -> np.ndarray:
-        import dlib
-
         pixels, faces = inputs
         image = _rgb(pixels)
         if not faces:
             return np.zeros((0, DLIB_DIMENSIONS), dtype=np.float64)
-        height, width = image.shape[:2]
-        shapes = dlib.full_object_detections()
-        for face in faces:
-            x1, y1, x2, y2 = face.box
-            box = dlib.rectangle(max(0, round(x1)), max(0, round(y1)), min(width - 1, round(x2)),
-                                 min(height - 1, round(y2)))
-            shapes.append(self._shapes(image, box))
-        descriptors = self._net.compute_face_descriptor(image, shapes, num_jitters=1)
+        chips = [dlib_chip(image, face.landmarks) for face in faces]
+        descriptors = self._net.compute_face_descriptor(chips, num_jitters=1)
         return np.asarray([np.asarray(descriptor, dtype=np.float64) for descriptor in descriptors])
 
     def provenance(self) -> dict[str, Any]:
-        """The descriptor network and the shape predictor that places its landmarks."""
-        return {**self.spec.provenance(), "landmarks": DLIB_SHAPE_5.provenance()}
+        """The descriptor network and how its chips are aligned (on the detector's landmarks)."""
+        return {**self.spec.provenance(), "alignment": self.alignment}
 
 
 class FacenetEmbedder(Model[np.ndarray, np.ndarray]):
