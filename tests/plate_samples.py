@@ -9,13 +9,17 @@ The photo is ultralytics' bus.jpg (a real street photo); the plate goes on the f
 from __future__ import annotations
 
 import re
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from tests.media_samples import bus_jpg_path
+from workers.analyzers.plates import PlatesAnalyzer
 
 FONT_CANDIDATES = ("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", "/usr/share/fonts/TTF/DejaVuSans-Bold.ttf")
 EU_BLUE, EU_YELLOW = (0, 51, 153), (255, 204, 0)
@@ -127,3 +131,21 @@ def plate_on_bus(sample: PlateSample, folder: Path, *, blur: float = 1.0) -> Pat
     path = folder / f"{re.sub(r'[^A-Za-z0-9]+', '_', sample.name)}.jpg"
     Image.fromarray(pixels).save(path, "JPEG", quality=92)
     return path
+
+
+def _no_network(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the plates analyzer tried to reach the network")
+
+
+def offline_plates_analyzer() -> Iterator[PlatesAnalyzer]:
+    """One loaded plates analyzer (a module fixture yields from it); any download or connection fails the test."""
+    from rapidocr.utils.download_file import DownloadFile
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("YOLO_OFFLINE", "1")
+        patch.setenv("YOLO_AUTOINSTALL", "false")
+        patch.setattr(DownloadFile, "run", classmethod(_no_network))
+        patch.setattr(socket.socket, "connect", _no_network)
+        plates = PlatesAnalyzer()
+        plates.load()
+        yield plates

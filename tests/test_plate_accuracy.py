@@ -4,7 +4,6 @@ country named only where the plate says so."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,28 +12,14 @@ import pytest
 from PIL import Image
 
 from tests.media_samples import evidence, skimage_data_path, zidane_jpg_path
-from tests.plate_samples import SAMPLES, PlateSample, plate_on_bus
+from tests.plate_samples import SAMPLES, PlateSample, offline_plates_analyzer, plate_on_bus
 from workers.analyzers.base import AnalysisLimits, FindingData
 from workers.analyzers.plates import CANDIDATE_KIND, PLATE_KIND, PlatesAnalyzer
 
 
-def _no_network(*args: object, **kwargs: object) -> None:
-    raise AssertionError("the plates analyzer tried to reach the network")
-
-
 @pytest.fixture(scope="module")
 def analyzer() -> Iterator[PlatesAnalyzer]:
-    """One loaded analyzer for the module; any download or network connection fails the tests."""
-    from rapidocr.utils.download_file import DownloadFile
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("YOLO_OFFLINE", "1")
-        patch.setenv("YOLO_AUTOINSTALL", "false")
-        patch.setattr(DownloadFile, "run", classmethod(_no_network))
-        patch.setattr(socket.socket, "connect", _no_network)
-        plates = PlatesAnalyzer()
-        plates.load()
-        yield plates
+    yield from offline_plates_analyzer()
 
 
 def _rgb_png(name: str, folder: Path) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from models.plates import PlateReading, TesseractPlateReader, parse_tsv
 from models.specs import PPOCR_REC
 from storage.messages import UpstreamFinding
 from tests.media_samples import bus_jpg_path, evidence, truncated_copy, zidane_jpg_path
+from tests.plate_samples import offline_plates_analyzer
 from workers import imaging
 from workers.analyzers import registry
 from workers.analyzers.base import AnalysisFailed, AnalysisLimits, EvidenceFile
@@ -112,23 +112,9 @@ NAMED = {"BE": (None, ["BE", "US"]), "NL": ("NL", ["NL"]), "FR": (None, ["FR", "
 BUS_LABEL = "1-ABC-234 (one of BE, US)"
 
 
-def _no_network(*args: object, **kwargs: object) -> None:
-    raise AssertionError("the plates analyzer tried to reach the network")
-
-
 @pytest.fixture(scope="module")
 def analyzer() -> Iterator[PlatesAnalyzer]:
-    """One loaded analyzer for the module; any download or network connection fails the tests."""
-    from rapidocr.utils.download_file import DownloadFile
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("YOLO_OFFLINE", "1")
-        patch.setenv("YOLO_AUTOINSTALL", "false")
-        patch.setattr(DownloadFile, "run", classmethod(_no_network))
-        patch.setattr(socket.socket, "connect", _no_network)
-        plates = PlatesAnalyzer()
-        plates.load()
-        yield plates
+    yield from offline_plates_analyzer()
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from tests.media_samples import pdf_from_objects
+
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FONTS = {"sans": FONT_DIR / "DejaVuSans.ttf", "serif": FONT_DIR / "DejaVuSerif.ttf",
          "sans-bold": FONT_DIR / "DejaVuSans-Bold.ttf", "serif-bold": FONT_DIR / "DejaVuSerif-Bold.ttf"}
@@ -225,13 +227,4 @@ def scan_pdf(image: np.ndarray, layer: list[LayerText], *, page_size: tuple[floa
         b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceRGB /BitsPerComponent 8 "
         b"/Filter /DCTDecode /Length %d >>\nstream\n" % (width, height, len(jpeg)) + jpeg + b"\nendstream",
     ]
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_from_objects(objects)
