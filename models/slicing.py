@@ -13,6 +13,8 @@ each tile's boxes back to image coordinates, add the whole-image pass (for objec
   whole; `merge_members` is the same with any merge key (e.g. one key for every vehicle class, so that a car
   one tile calls a truck is still one vehicle) and returns the groups, for callers that keep what was merged;
   `nms` is plain class-aware non-maximum suppression, for callers that want boxes as detected;
+* `cut_at_inner_edge` tells which boxes found in a tile touch one of its edges that is not the image's: objects
+  the tile saw cut (their neighbour, overlapping, saw more of them);
 * `sliced_detections` runs a detector (any callable from an H x W x C array to boxes, scores, classes) over the
   tiles and the whole image and merges the results.
 
@@ -82,6 +84,18 @@ def needs_slicing(width: int, height: int, input_size: int, *, above: float = SL
 def shift(boxes: np.ndarray, tile: Tile) -> np.ndarray:
     """Boxes found in `tile`'s pixels moved to the image's."""
     return np.asarray(boxes, dtype=np.float64).reshape(-1, 4) + np.array([tile.x, tile.y, tile.x, tile.y])
+
+
+def cut_at_inner_edge(boxes: np.ndarray, tile: Tile, width: int, height: int, *, margin: float) -> np.ndarray:
+    """For each box (image pixels) found in `tile` of a `width` x `height` image: whether it reaches within
+    `margin` px of an edge of the tile that is not an edge of the image, i.e. whether the tile saw it cut."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    right, bottom = tile.x + tile.width, tile.y + tile.height
+    left_cut = (tile.x > 0) & (boxes[:, 0] <= tile.x + margin)
+    top_cut = (tile.y > 0) & (boxes[:, 1] <= tile.y + margin)
+    right_cut = (right < width) & (boxes[:, 2] >= right - margin)
+    bottom_cut = (bottom < height) & (boxes[:, 3] >= bottom - margin)
+    return np.asarray(left_cut | top_cut | right_cut | bottom_cut, dtype=bool)
 
 
 def _areas(boxes: np.ndarray) -> np.ndarray:

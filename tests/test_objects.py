@@ -27,12 +27,16 @@ from workers.analyzers.base import AnalysisFailed, AnalysisLimits, FindingData
 from workers.analyzers.objects import (
     KIND,
     MAX_CROPS,
+    PASS_KEY,
     SLICE_MAX_TILES,
+    TILE_ONLY_FLOOR,
     VEHICLE_CLASSES,
     Found,
     ObjectsAnalyzer,
     choose_crops,
     detect_frame,
+    drop_reason,
+    merge_passes,
 )
 from workers.analyzers.registry import select
 from workers.imaging import Frame
@@ -96,7 +100,7 @@ def _bus_box(findings: list[FindingData]) -> list[float]:
 
 def test_objects_analyzer_is_registered_with_its_contract() -> None:
     cls = select(["objects"])["objects"]
-    assert cls is ObjectsAnalyzer and cls.version == "1.1.0" and cls.num_cpus == 1.0
+    assert cls is ObjectsAnalyzer and cls.version == "1.2.0" and cls.num_cpus == 1.0
     assert cls.produces == frozenset({"objects.detection"})
     assert cls.accepts_media("image/heic") and not cls.accepts_media("application/pdf")
 
@@ -314,3 +318,55 @@ def test_a_very_wide_strip_is_sliced_within_the_tile_cap(analyzer: ObjectsAnalyz
         x1, y1, x2, y2 = finding.data["box"]
         assert 0 <= x1 < x2 <= 6400 and 0 <= y1 < y2 <= 130
         assert finding.data["slicing"]["tiles"] <= SLICE_MAX_TILES
+
+
+def _det(label: str, confidence: float, box: tuple[float, float, float, float]) -> Detection:
+    return Detection({"person": 0, "car": 2, "bus": 5, "fire hydrant": 10, "tie": 27}.get(label, 40), label,
+                     confidence, box)
+
+
+def test_tile_only_objects_are_dropped_below_the_floor_cut_or_as_fragments_of_another_class() -> None:
+    bus = _det("bus", 0.88, (0.0, 200.0, 800.0, 780.0))
+    person = _det("person", 0.88, (200.0, 400.0, 350.0, 860.0))
+    whole = [bus, person]
+    hydrant = _det("fire hydrant", 0.6, (650.0, 620.0, 690.0, 715.0))  # inside the bus: a part of it
+    assert drop_reason(hydrant, [False], whole) == "fragment"
+    assert drop_reason(hydrant, [False], [person]) is None  # alone in the open it is a hydrant
+    assert drop_reason(_det("tie", 0.6, (260.0, 470.0, 280.0, 520.0)), [False], whole) is None  # worn
+    assert drop_reason(_det("person", 0.6, (600.0, 300.0, 660.0, 420.0)), [False], whole) is None  # a passenger
+    assert drop_reason(_det("horse", 0.6, (0.0, 560.0, 70.0, 870.0)), [True], whole) == "cut"
+    assert drop_reason(_det("horse", 0.6, (0.0, 560.0, 70.0, 870.0)), [True, False], whole) is None
+    assert drop_reason(_det("horse", TILE_ONLY_FLOOR - 0.01, (0.0, 0.0, 9.0, 9.0)), [False], []) == "floor"
+    # A small vehicle: the whole frame names it a phone and only one tile, which cuts it, sees a car: kept.
+    car = _det("car", 0.37, (618.0, 421.0, 706.0, 512.0))
+    assert drop_reason(car, [True], [_det("cell phone", 0.35, (618.0, 420.0, 709.0, 520.0))]) is None
+    assert drop_reason(_det("car", 0.29, car.box), [False], []) == "floor"
+
+
+def test_merge_passes_drops_tile_only_fragments_and_keeps_what_the_whole_frame_confirms() -> None:
+    bus = _det("bus", 0.88, (0.0, 200.0, 800.0, 780.0))
+    tile_bus = _det("bus", 0.7, (300.0, 400.0, 800.0, 700.0))
+    hydrant = _det("fire hydrant", 0.6, (650.0, 620.0, 690.0, 715.0))  # sure, but inside the bus
+    low_person = _det("person", 0.3, (10.0, 10.0, 60.0, 150.0))  # under the floor, but the whole frame saw it
+    far_car = _det("car", 0.5, (900.0, 900.0, 960.0, 940.0))
+    passes = [bus, low_person, tile_bus, hydrant, _det("person", 0.45, (12.0, 8.0, 60.0, 150.0)), far_car]
+    sources = [5, 0, PASS_KEY + 5, PASS_KEY + 10, 2 * PASS_KEY, 2 * PASS_KEY + 2]
+    merged = merge_passes(passes, sources, [False, False, True, False, False, True])
+    assert sorted((m.detection.label, m.detection.box) for m in merged) == [
+        ("bus", bus.box), ("car", far_car.box), ("person", low_person.box)]
+    assert [m.class_hints for m in merged if m.detection.label == "car"] == [("car",)]
+
+
+# The people of bus.jpg (hand-labelled, evaluation/labels/real_images.json) and the bus.
+BUS_OBJECTS = (("bus", (17, 231, 802, 768)), ("person", (48, 398, 245, 902)), ("person", (221, 405, 345, 857)),
+               ("person", (670, 376, 810, 878)), ("person", (0, 551, 63, 873)))
+
+
+def test_bus_keeps_the_bus_and_its_people_without_tile_fragments(bus_findings: list[FindingData]) -> None:
+    """bus.jpg (810 x 1,080) is sliced; its tiles alone saw a hydrant in the bus, a horse (the man cut at the
+    left edge), a tie on a cut arm and a skateboard in a man's legs: none of them is reported."""
+    assert bus_findings[0].data["slicing"] is not None
+    classes = _classes(bus_findings)
+    assert not {"fire hydrant", "horse", "tie", "skateboard"} & set(classes)
+    for label, box in BUS_OBJECTS:
+        assert any(f.data["class"] == label and _iou(f.data["box"], box) >= 0.5 for f in bus_findings), label

@@ -8,6 +8,7 @@ import pytest
 
 from models.slicing import (
     Tile,
+    cut_at_inner_edge,
     merge,
     merge_members,
     needs_slicing,
@@ -175,3 +176,13 @@ def test_sliced_inference_finds_the_small_vehicles_the_whole_image_pass_misses(
     boxes, _, classes = sliced_detections(scene, detect, tile_size=512, overlap_ratio=0.2)
     assert _found(labels, whole, [coco_detector.names[int(c)] for c in whole_classes]) <= 2
     assert _found(labels, boxes, [coco_detector.names[int(c)] for c in classes]) >= 4
+
+
+def test_boxes_touching_an_inner_tile_edge_are_cut_and_image_edges_do_not_count() -> None:
+    tile = Tile(409, 0, 512, 512)  # in a 1,600 x 1,000 image: its left and bottom edges are inner, its top is not
+    boxes = np.array([[409, 100, 480, 200], [500, 0, 560, 60], [600, 450, 700, 509], [600, 300, 700, 400],
+                      [860, 100, 918, 200.]])
+    assert cut_at_inner_edge(boxes, tile, 1600, 1000, margin=5).tolist() == [True, False, True, False, True]
+    whole = Tile(0, 0, 512, 512)
+    assert cut_at_inner_edge(boxes[:1] - [409, 0, 409, 0], whole, 512, 512, margin=5).tolist() == [False]
+    assert cut_at_inner_edge(np.zeros((0, 4)), tile, 1600, 1000, margin=5).shape == (0,)

@@ -18,8 +18,15 @@ of 5 with class-aware merging and 5 of 5 with the vehicle classes merged as one.
 tiles: the tile grows (by 32 px) until the frame takes at most 24 (25 passes with the whole frame: ~2 s a frame
 on one core, measured 1.9 s on a 2,430 x 3,240 photo against 0.07 s whole; 8 frames of an animation stay well
 within the 300 s budget), so a 4,096 x 3,072 frame is cut into 24 tiles of 928 px instead of 80 of 512 px.
-Each finding of a sliced frame says so in `data["slicing"]` (tile size, overlap, tile count, merge rule); on
-other frames it is None and the detections are exactly the detector's.
+Each tile is one more chance for the detector to err, on a view without context, so an object only tiles saw
+must pass `drop_reason` (a higher confidence floor; not seen cut by every tile that saw it; not lying inside a
+whole-frame box of another class unless worn or carried); vehicles, what slicing is for, face the floor alone.
+Measured with `python -m evaluation.eval_accuracy` (real photos: bus.jpg, zidane.jpg and hubble_deep_field are
+sliced): objects on the real set went from precision 0.50 to 0.875 (false positives 14 to 2, recall 0.875
+both), the car park keeping 5 of 5 vehicles; on real photos upscaled to be sliced (not labelled for the
+evaluation) false positives fell from 30 to 6, recall unchanged. Each finding of a sliced frame says so in
+`data["slicing"]` (tile size, overlap, tile count, merge rule); on other frames it is None and the detections
+are exactly the detector's.
 
 Vehicles (car, bus, truck, motorcycle: the classes `plates` reads) carry `data["category"] = "vehicle"`. On
 views from above the detector's vehicle class is not to be trusted (it was trained on ground-level photos; the
@@ -79,6 +86,12 @@ SLICE_MERGE = f"greedy-nmm {SLICE_METRIC}>{SLICE_MATCH}, class-aware, vehicle cl
 VEHICLE = "vehicle"
 PASS_KEY = 1000  # merge source of a detection: pass number * PASS_KEY + class id (more than the 80 COCO classes)
 VEHICLE_CLASSES = frozenset({"car", "bus", "truck", "motorcycle"})  # the classes `plates` reads as vehicles
+EDGE_MARGIN = 0.01  # of the tile's side: a box within this of an inner tile edge is cut (see `drop_reason`)
+FRAGMENT_INSIDE = 0.8  # a tile-only box this much inside a whole-pass box of another class is a part of it
+# Worn, carried or riding: found inside a person's (or a vehicle's) box in their own right, never fragments.
+CARRIED = frozenset({"person", "backpack", "umbrella", "handbag", "tie", "suitcase", "cell phone"})
+TILE_ONLY_FLOOR = 0.4  # the confidence a detection only tiles made needs (not a vehicle)
+TILE_ONLY_VEHICLE_FLOOR = 0.3  # the same for a vehicle, what slicing is for
 
 
 @dataclass(frozen=True)
@@ -156,12 +169,58 @@ def _merge_key(detection: Detection) -> int:
     return -1 if detection.label in VEHICLE_CLASSES else detection.class_id
 
 
-def merge_passes(passes: list[Detection], sources: list[int]) -> list[Merged]:
-    """Detections of several passes over one frame (boxes in frame pixels; `sources`: the pass of each) merged
-    into one per object (`slicing.merge_members`, vehicle classes as one kind, never two boxes of one pass
-    and class), most confident first; an object the whole-frame pass found keeps that pass's box."""
+def _inside(box: tuple[float, float, float, float], others: np.ndarray) -> float:
+    """The largest share of `box`'s area that lies inside one of `others` (N x 4); 0 when there are none."""
+    if not len(others):
+        return 0.0
+    width = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    height = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
+    area = max((box[2] - box[0]) * (box[3] - box[1]), 1e-9)
+    return float((width * height).max() / area)
+
+
+def drop_reason(detection: Detection, cut: list[bool], whole_pass: list[Detection]) -> str | None:
+    """Why an object that only tiles saw (no whole-frame box in its group) is not reported, or None to keep it.
+
+    Each tile is one more chance for the detector to be wrong, on a view that lacks the context around it
+    (a person's arm alone, a bus's wheel alone); a tile-only object is dropped when
+
+    * "floor": it is less confident than `TILE_ONLY_FLOOR` (`TILE_ONLY_VEHICLE_FLOOR` for a vehicle): with
+      6-24 tiles a frame, the detector's own 0.25 would let through many times the whole-frame pass's errors;
+    * "cut" (not a vehicle): every tile that saw it saw it cut (`cut`: its box touches an inner tile edge). The
+      tiles overlap, so a tile holds whole what its neighbour cuts, and the whole-frame pass holds anything
+      larger than the overlap: a cut view no other view confirms is a piece of something, named as a whole;
+    * "fragment" (not a vehicle, not `CARRIED`): it lies mostly inside (`FRAGMENT_INSIDE`) a whole-frame box of
+      another class: a hydrant in a bus, a skateboard in a person's legs, a donut in a cup. Things worn or
+      carried (a tie, a handbag, a phone) and people (passengers, riders) are inside other boxes in their own
+      right and are kept.
+
+    Vehicles keep only the floor: on views from above, what slicing is for, the whole-frame pass names small
+    vehicles anything (a phone), and a vehicle cut by a tile's edge may be seen by no other view.
+    """
+    vehicle = detection.label in VEHICLE_CLASSES
+    if detection.confidence < (TILE_ONLY_VEHICLE_FLOOR if vehicle else TILE_ONLY_FLOOR):
+        return "floor"
+    if vehicle:
+        return None
+    if cut and all(cut):
+        return "cut"
+    others = np.array([d.box for d in whole_pass if d.label != detection.label], dtype=np.float64).reshape(-1, 4)
+    if detection.label not in CARRIED and _inside(detection.box, others) >= FRAGMENT_INSIDE:
+        return "fragment"
+    return None
+
+
+def merge_passes(passes: list[Detection], sources: list[int], cut: list[bool] | None = None) -> list[Merged]:
+    """Detections of several passes over one frame (boxes in frame pixels; `sources`: the pass of each; `cut`:
+    whether its tile saw it cut, False for the whole-frame pass) merged into one per object
+    (`slicing.merge_members`, vehicle classes as one kind, never two boxes of one pass and class), most
+    confident first; an object the whole-frame pass found keeps that pass's box, one only tiles saw is kept
+    unless `drop_reason` says otherwise."""
     if not passes:
         return []
+    cut = cut if cut is not None else [False] * len(passes)
+    whole_pass = [d for d, source in zip(passes, sources, strict=True) if source < PASS_KEY]
     boxes = np.array([d.box for d in passes], dtype=np.float64)
     scores = np.array([d.confidence for d in passes], dtype=np.float64)
     keys = np.array([_merge_key(d) for d in passes], dtype=np.int64)
@@ -173,8 +232,11 @@ def merge_passes(passes: list[Detection], sources: list[int]) -> list[Merged]:
         # their edges, gets the union of its pieces.
         whole = [i for i in group if sources[i] < PASS_KEY]
         x1, y1, x2, y2 = boxes[whole[0]] if whole else slicing.union_box(boxes[group])
+        detection = Detection(best.class_id, best.label, best.confidence, (x1, y1, x2, y2))
+        if not whole and drop_reason(detection, [cut[i] for i in group], whole_pass):
+            continue
         hints = tuple(dict.fromkeys(passes[i].label for i in group)) if best.label in VEHICLE_CLASSES else ()
-        merged.append(Merged(Detection(best.class_id, best.label, best.confidence, (x1, y1, x2, y2)), hints))
+        merged.append(Merged(detection, hints))
     return merged
 
 
@@ -189,14 +251,16 @@ def detect_frame(detector: YoloDetector, pixels: np.ndarray) -> tuple[list[Merge
     windows = slicing.tiles(width, height, tile_size=size, overlap_ratio=SLICE_OVERLAP)
     passes = list(detector.predict(pixels))
     # The detector's NMS is class-aware: two boxes of one class from one pass are two objects, never merged.
-    sources = [d.class_id for d in passes]
+    sources, cut = [d.class_id for d in passes], [False] * len(passes)
     for number, tile in enumerate(windows, start=1):
-        for found in detector.predict(np.ascontiguousarray(tile.window(pixels))):
-            x1, y1, x2, y2 = found.box
-            passes.append(Detection(found.class_id, found.label, found.confidence,
-                                    (x1 + tile.x, y1 + tile.y, x2 + tile.x, y2 + tile.y)))
-            sources.append(number * PASS_KEY + found.class_id)
-    return merge_passes(passes, sources), Sliced(size, SLICE_OVERLAP, len(windows))
+        found = [Detection(d.class_id, d.label, d.confidence, (d.box[0] + tile.x, d.box[1] + tile.y,
+                                                              d.box[2] + tile.x, d.box[3] + tile.y))
+                 for d in detector.predict(np.ascontiguousarray(tile.window(pixels)))]
+        passes += found
+        sources += [number * PASS_KEY + d.class_id for d in found]
+        cut += slicing.cut_at_inner_edge(np.array([d.box for d in found], dtype=np.float64), tile, width, height,
+                                         margin=EDGE_MARGIN * size).tolist()
+    return merge_passes(passes, sources, cut), Sliced(size, SLICE_OVERLAP, len(windows))
 
 
 @register
@@ -204,7 +268,7 @@ class ObjectsAnalyzer(Analyzer):
     """COCO object detection (YOLOv8n) on every frame of an image, with a crop of each object."""
 
     name = "objects"
-    version = "1.1.0"
+    version = "1.2.0"
     accepts = frozenset({"image/*"})
     produces = frozenset({KIND})
     num_cpus = 1.0
@@ -237,7 +301,10 @@ class ObjectsAnalyzer(Analyzer):
         return {"detector": self.detector.provenance(),
                 "slicing": {"above_side": slicing.SLICE_ABOVE * input_side(self.detector),
                             "tile_size": SLICE_TILE_SIZE, "overlap_ratio": SLICE_OVERLAP,
-                            "max_tiles": SLICE_MAX_TILES, "whole_image_pass": True, "merge": SLICE_MERGE}}
+                            "max_tiles": SLICE_MAX_TILES, "whole_image_pass": True, "merge": SLICE_MERGE,
+                            "tile_only": {"floor": TILE_ONLY_FLOOR, "vehicle_floor": TILE_ONLY_VEHICLE_FLOOR,
+                                          "edge_margin": EDGE_MARGIN, "fragment_inside": FRAGMENT_INSIDE,
+                                          "carried": sorted(CARRIED)}}}
 
     def analyze(self, item: EvidenceFile, limits: AnalysisLimits) -> list[FindingData]:
         """One "objects.detection" finding per object on each (sampled) frame; none when there are none."""
