@@ -123,11 +123,34 @@ def paste(scene: np.ndarray, plate: np.ndarray, quad: Quad, blur: float) -> np.n
 
 
 BUS_FRONT = plate_quad(540, 610, 150)  # below the bus's windscreen, where a front plate sits
+CLOSE_UP = plate_quad(150, 600, 360)  # a close-up: a 360 px plate on the bus's side, its band about 72 px tall
+# Plates whose band code is readable at CLOSE_UP size.
+CLOSE_UP_SAMPLES: tuple[PlateSample, ...] = (
+    PlateSample("DE band close", "B-MW 1234", WHITE, BLACK, "D", "DE", frozenset({"DE"})),
+    PlateSample("PL band close", "WA 12345", WHITE, BLACK, "PL", "PL", frozenset({"PL"})),
+    PlateSample("FR band close", "AB-123-CD", WHITE, BLACK, "F", "FR", frozenset({"FR"})),
+)
 
 
-def plate_on_bus(sample: PlateSample, folder: Path, *, blur: float = 1.0) -> Path:
-    """bus.jpg with `sample` on the front of the bus, saved as a JPEG in `folder`."""
-    pixels = paste(bus_photo(), render(sample), BUS_FRONT, blur=blur)
+def quad_box(quad: Quad) -> tuple[float, float, float, float]:
+    """The axis-aligned box (x1, y1, x2, y2) around `quad`: a detector's box of the whole plate."""
+    return (min(x for x, _ in quad), min(y for _, y in quad), max(x for x, _ in quad), max(y for _, y in quad))
+
+
+def blue_beside(scene: np.ndarray, quad: Quad, *, width: float, height: float) -> np.ndarray:
+    """`scene` with a saturated blue rectangle (EU blue) touching the left edge of the plate at `quad`, `width`
+    and `height` times the plate's, centred on it vertically: a blue object next to a plate, not its band."""
+    x1, y1, x2, y2 = quad_box(quad)
+    plate_w, plate_h, middle = x2 - x1, y2 - y1, (y1 + y2) / 2
+    out = scene.copy()
+    top, bottom = int(middle - height * plate_h / 2), int(middle + height * plate_h / 2)
+    out[max(0, top):bottom, max(0, int(x1 - width * plate_w)):int(x1) + 1] = EU_BLUE
+    return out
+
+
+def plate_on_bus(sample: PlateSample, folder: Path, *, blur: float = 1.0, quad: Quad = BUS_FRONT) -> Path:
+    """bus.jpg with `sample` at `quad` (default: on the front of the bus), saved as a JPEG in `folder`."""
+    pixels = paste(bus_photo(), render(sample), quad, blur=blur)
     path = folder / f"{re.sub(r'[^A-Za-z0-9]+', '_', sample.name)}.jpg"
     Image.fromarray(pixels).save(path, "JPEG", quality=92)
     return path

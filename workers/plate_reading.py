@@ -10,6 +10,7 @@ page, a star field): the floors below were measured, not guessed.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -42,10 +43,12 @@ DETECTION_FLOOR = 0.4  # real plates 0.62+, phantoms but one 0.29 or less
 READING_FLOOR = 0.6
 
 
-def choose_reading(readings: dict[str, PlateReading]) -> list[dict[str, Any]]:
+def choose_reading(readings: dict[str, PlateReading], *, band_code: str | None = None,
+                   ruled_out: Collection[str] = ()) -> list[dict[str, Any]]:
     """Registrations the readers support, best first, one per set of characters read.
 
-    Each reader's text goes through `read_registration` (a band code read before the text names the country);
+    Each reader's text goes through `read_registration` (a band code read before the text, or `band_code` read
+    on the band itself, names the country; `ruled_out` are the countries the plate's colours exclude);
     a reader scores its registration by the format fit times its own confidence (and READER_WEIGHTS); readers
     that read the same characters combine as a noisy-or (1 - prod(1 - score)), so agreement raises the
     confidence; a reader whose text reads as another's only after an OCR repair (an alternative) supports it
@@ -55,7 +58,7 @@ def choose_reading(readings: dict[str, PlateReading]) -> list[dict[str, Any]]:
     support: dict[str, tuple[Registration, dict[str, float], float]] = {}
     registrations: dict[str, Registration] = {}
     for reader, reading in readings.items():
-        registration = read_registration(reading.text)
+        registration = read_registration(reading.text, band_code=band_code, ruled_out=ruled_out)
         if not registration.compact:
             continue
         score = registration.confidence * reading.confidence * READER_WEIGHTS.get(reader, 1.0)

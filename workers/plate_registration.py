@@ -10,6 +10,7 @@ phantom readings ("8", "LAUR") from plates.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -176,19 +177,21 @@ def _alternatives(best: PlateCandidate | None, fits: list[PlateCandidate], chose
     return tuple(sorted(found.values(), key=lambda c: (-c.confidence, c.text_normalised))[:MAX_ALTERNATIVES])
 
 
-def read_registration(raw: str, *, band_code: str | None = None,
-                      emblem_country: str | None = None) -> Registration:
+def read_registration(raw: str, *, band_code: str | None = None, emblem_country: str | None = None,
+                      ruled_out: Collection[str] = ()) -> Registration:
     """What the plate reading `raw` says (see `Registration`), every character read kept.
 
     `band_code`: the distinguishing sign the caller read on the plate's band (e.g. "CZ", "F"); `emblem_country`:
     the ISO country of a national emblem the caller recognised on the plate. Either names the country.
+    `ruled_out`: countries the plate itself excludes (an EU band: not CH, AR, US; a white plate: not NL, LU;
+    see `workers.plate_origin`); their formats are not fits, so neither candidates nor the single format.
     A format fits only when it takes every character as read (after a band code) in ALL_FORMATS; readings that
     fit only after an OCR letter/digit swap or with an end character dropped are kept as read, format "unknown",
     with those repairs among the alternatives.
     """
     band = band_code.upper().strip() if band_code else None
     chosen, fits, others = _choose_variant(raw, band if band in BAND_CODES else None)
-    exact = [c for c in fits if c.substitutions == 0]
+    exact = [c for c in fits if c.substitutions == 0 and c.country not in ruled_out]
     country, source = None, None
     if emblem_country:
         country, source = emblem_country.upper(), "emblem"

@@ -23,7 +23,11 @@ side at most 4096 px):
    read before the text) or a single format fits, else the fitting `candidate_countries` are listed, and OCR
    repairs are only `alternatives` (for register matching); a registration both readers support scores higher
    (noisy-or of their scores), and the best one is reported. `raw_readings` holds the readers that ran,
-   `second_opinion` whether Tesseract did and `second_opinion_reason` why;
+   `second_opinion` whether Tesseract did and `second_opinion_reason` why. Before reading,
+   `workers.plate_origin` measures the plate's colours on the frame: an EU band at its left end (`band`:
+   present, and its country code when read confidently, which names the country), the background colour
+   (`plate_colours`), and the countries these rule out (`ruled_out`: CH, AR, US for a band; NL, LU for a
+   white plate), which are then no candidates;
 5. a detection is a "plates.plate" finding (`matchable`) only when it passes the detector and reader
    confidence floors and reads as a plausible plate (`workers.plate_reading.rejections`); otherwise it is a
    "plates.candidate" finding labelled "unconfirmed plate candidate", kept for the examiner and never matched.
@@ -48,6 +52,7 @@ from workers.analyzers.base import AnalysisLimits, Analyzer, Artifact, EvidenceF
 from workers.analyzers.objects import KIND as OBJECTS_KIND
 from workers.analyzers.objects import MAX_FRAMES as OBJECTS_MAX_FRAMES
 from workers.analyzers.registry import register
+from workers.plate_origin import PlateOrigin, plate_origin
 from workers.plate_reading import (
     DETECTION_FLOOR,
     READING_FLOOR,
@@ -190,7 +195,7 @@ class PlatesAnalyzer(Analyzer):
     """Licence plates of any country found by a YOLOv8n detector and read by PP-OCR and Tesseract."""
 
     name = "plates"
-    version = "2.0.0"
+    version = "2.1.0"
     accepts = frozenset({"image/*"})
     produces = frozenset({PLATE_KIND, CANDIDATE_KIND})
     num_cpus = 1.0
@@ -290,11 +295,13 @@ class PlatesAnalyzer(Analyzer):
                             y1 + p.box[3] / resize), p.confidence, ("vehicle",))
                 for p in self.detector.detect(np.ascontiguousarray(crop), imgsz=imgsz)]
 
-    def read_plate(self, crop: np.ndarray) -> dict[str, Any]:
+    def read_plate(self, crop: np.ndarray, origin: PlateOrigin | None = None) -> dict[str, Any]:
         """The readings of a plate crop (Tesseract's only when rapidocr's is not conclusive) and the
         registration chosen from them: `text` keeps every character read; `country` only when the plate says
-        so (a band code read before the text) or a single format fits, else `candidate_countries`; OCR repairs
-        are `alternatives`, for register matching, never the reported text."""
+        so (a band code read before the text, or on the band by `origin`) or a single format fits, else
+        `candidate_countries` (less the countries `origin`, the plate's colours, rules out); OCR repairs are
+        `alternatives`, for register matching, never the reported text."""
+        origin = origin or PlateOrigin(None, why="not measured")
         readings = {"rapidocr": self.reader.predict(crop)}
         raw: dict[str, Any] = {"rapidocr": [readings["rapidocr"].text, round(readings["rapidocr"].confidence, 4)]}
         reason = second_opinion_reason(readings["rapidocr"])
@@ -305,8 +312,9 @@ class PlatesAnalyzer(Analyzer):
             except ModelError as exc:  # a second opinion failing does not lose the plate
                 raw["tesseract"] = [None, 0.0]
                 raw["tesseract_error"] = str(exc)
-        opinion = {"raw_readings": raw, "second_opinion": reason is not None, "second_opinion_reason": reason}
-        candidates = choose_reading(readings)
+        opinion = {"raw_readings": raw, "second_opinion": reason is not None, "second_opinion_reason": reason,
+                   **origin.as_dict()}
+        candidates = choose_reading(readings, band_code=origin.band_code, ruled_out=origin.ruled_out)
         if not candidates:
             return {"text": "", "text_read": "", "country": None, "country_source": None, "candidate_countries": [],
                     "format": None, "alternatives": [], "reading_confidence": 0.0, "reader_confidence": 0.0,
@@ -328,7 +336,7 @@ class PlatesAnalyzer(Analyzer):
         left, top = max(0, int(x1 - mx)), max(0, int(y1 - my))
         right, bottom = min(width, int(np.ceil(x2 + mx))), min(height, int(np.ceil(y2 + my)))
         crop = np.ascontiguousarray(frame.pixels[top:bottom, left:right])
-        reading = self.read_plate(crop)
+        reading = self.read_plate(crop, plate_origin(frame.pixels, plate.box, self.reader.predict))
         rejected = rejections(plate.confidence, reading["candidates"][0] if reading["candidates"] else None)
         if rejected:
             kind, text = CANDIDATE_KIND, f": {reading['text']}" if reading["text"] else " (unreadable)"
