@@ -5,6 +5,7 @@
     locard analyze   the same for your own files
     locard status    what is running
     locard users     manage accounts in the record store (the first administrator: `locard users add`)
+    locard import    bulk import into the persons or vehicle register (CSV, JSON Lines)
     locard down      stop every process of this home
 """
 
@@ -19,7 +20,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from locard import users
+from locard import imports, users
 from locard.client import ApiError, LocardClient
 from locard.report import summarise
 from locard.stack import EmbeddedStack, StackError, StackState, with_stack_identity
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     audit_parser = sub.add_parser("audit", help="verify the audit log and the chain of custody, or checkpoint them")
     audit_parser.add_argument("action", choices=["verify", "checkpoint"])
     users.add_parser(sub)
+    imports.add_parser(sub)
     args = parser.parse_args(argv)
     settings = get_settings()
     stack = EmbeddedStack(settings)
@@ -204,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             return analyse_files(settings, args.paths, case_reference=reference, title="Files analysed from the CLI")
         elif args.command == "users":
             return users.run(args, settings, say)
+        elif args.command == "import":
+            return imports.run(args, settings, say)
         elif args.command == "audit":
             return verify_chains(settings) if args.action == "verify" else write_checkpoints(settings)
     except (StackError, ApiError) as exc:

@@ -16,6 +16,8 @@ Rules:
   not exist (30 February), and a birth date (or year) in the future for the century the check selected;
 * guards: not preceded by a digit or "+" (international phone numbers) and not part of a longer run of
   digits, dotted numbers or slashed references.
+
+The check and date rules (`parse_national_number`) are `storage.identifiers`, shared with the persons register.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
+from storage.identifiers import parse_national_number
 from workers.entities.model import Entity
 
 NATIONAL_NUMBER = re.compile(
@@ -30,56 +33,7 @@ NATIONAL_NUMBER = re.compile(
     r"(?P<yy>\d{2})(?P<sep>[. ]?)(?P<mm>\d{2})(?P=sep)(?P<dd>\d{2})"
     r"[ .-]?(?P<serial>\d{3})[ .-]?(?P<check>\d{2})"
     r"(?!\d|[.,/-]\d)")
-CENTURY_2000_PREFIX = 2_000_000_000
-BIS_SEX_UNKNOWN, BIS_SEX_KNOWN = 20, 40
 CONFIDENCE_FORMATTED, CONFIDENCE_COMPACT = 0.99, 0.9
-
-
-def check_number(first_nine: str, born_2000_or_later: bool) -> int:
-    """The check number (two digits, 1-97) of the nine digits YYMMDDSSS under one century rule."""
-    number = int(first_nine) + (CENTURY_2000_PREFIX if born_2000_or_later else 0)
-    return 97 - number % 97
-
-
-def _birth(yy: int, mm: int, dd: int, century: int, today: date) -> tuple[bool, date | None]:
-    """Whether YY/MM/DD is a possible birth date in `century` (zeros are unknown parts), and the date if known."""
-    year = century + yy
-    if mm > 12 or dd > 31 or year > today.year:
-        return False, None
-    if mm == 0 or dd == 0:
-        return True, None
-    try:
-        born = date(year, mm, dd)
-    except ValueError:
-        return False, None
-    return born <= today, born
-
-
-def parse_national_number(digits: str, today: date | None = None) -> dict[str, object] | None:
-    """The details of an eleven-digit national number, or None when its check or its date is impossible."""
-    if len(digits) != 11 or not digits.isdigit():
-        return None
-    today = today or date.today()
-    yy, mm, dd, serial, check = int(digits[:2]), int(digits[2:4]), int(digits[4:6]), digits[6:9], int(digits[9:])
-    bis = mm >= BIS_SEX_UNKNOWN
-    sex_known = not bis or mm >= BIS_SEX_KNOWN
-    month = mm - (BIS_SEX_KNOWN if mm >= BIS_SEX_KNOWN else BIS_SEX_UNKNOWN if bis else 0)
-    for century, rule_2000 in ((1900, False), (2000, True)):
-        if check_number(digits[:9], rule_2000) != check:
-            continue
-        possible, born = _birth(yy, month, dd, century, today)
-        if not possible:
-            continue
-        return {
-            "formatted": f"{digits[:2]}.{digits[2:4]}.{digits[4:6]}-{serial}.{digits[9:]}",
-            "birth_date": born.isoformat() if born else None,
-            "birth_year": century + yy,
-            "century": century,
-            "bis": bis,
-            "sex": ("M" if int(serial) % 2 else "F") if sex_known else None,
-            "serial": serial,
-        }
-    return None
 
 
 def find_national_numbers(text: str, today: date | None = None) -> list[Entity]:
