@@ -1,7 +1,8 @@
 """Faces everywhere in the frame, and embeddings that do not depend on the scale a face was detected at.
 
 Real photos only: ultralytics' zidane.jpg, with scikit-image's astronaut (Eileen Collins) pasted onto it as a
-poster where no person box reaches; the turned head in zidane.jpg and the astronaut detected at several scales.
+poster where no confident person box reaches (only a weak one, which guides no search); the turned head in
+zidane.jpg and the astronaut detected at several scales.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from storage.messages import UpstreamFinding
 from tests.media_samples import evidence, zidane_jpg_path
 from workers.analyzers.base import AnalysisLimits, FindingData
 from workers.analyzers.faces import FacesAnalyzer, iou
-from workers.face_regions import Region, plan_search
+from workers.face_regions import Region, person_boxes, plan_search
 
-# The two confident "person" boxes the `objects` analyzer gives for zidane.jpg (0.88 and 0.84), as it reports them.
+# The two confident "person" boxes the `objects` analyzer gives for zidane.jpg (0.88 and 0.84), as it reports them,
+# and a weak one it gives too (0.33), a fragment of the man on the left that holds the poster's place (top left).
 ZIDANE_PEOPLE = ((748.8, 29.6, 1157.1, 717.1), (113.3, 196.9, 1113.2, 720.0))
+ZIDANE_CONFIDENCES = (0.88, 0.84)
+ZIDANE_FRAGMENT = ((5.0, 0.0, 509.0, 510.0), 0.33)
 POSTER_AT = (200, 8)  # top left: above the second person's region (which starts at y = 144), left of the first's
 SCALE_DRIFT = DLIB_SAME_PERSON_THRESHOLD / 2  # the most one face's embedding may move with the detection scale
 
@@ -37,8 +41,10 @@ def analyzer() -> FacesAnalyzer:
 
 
 def _people() -> list[UpstreamFinding]:
-    return [UpstreamFinding(kind="objects.detection", data={"class": "person", "box": list(box), "frame": 0})
-            for box in ZIDANE_PEOPLE]
+    """`objects`' person findings in zidane.jpg: the two men, then the weak fragment."""
+    return [UpstreamFinding(kind="objects.detection", confidence=confidence,
+                            data={"class": "person", "box": list(box), "frame": 0})
+            for box, confidence in (*zip(ZIDANE_PEOPLE, ZIDANE_CONFIDENCES, strict=True), ZIDANE_FRAGMENT)]
 
 
 def _poster_scene(path: Path) -> tuple[Path, tuple[int, int, int, int]]:
@@ -59,6 +65,8 @@ def _centre_inside(finding: FindingData, box: tuple[float, ...]) -> bool:
 
 def test_a_poster_outside_every_person_box_is_found_once(analyzer: FacesAnalyzer, tmp_path: Path) -> None:
     path, poster = _poster_scene(tmp_path / "poster.jpg")
+    assert _centre_inside_box(poster, tuple(round(v) for v in ZIDANE_FRAGMENT[0]))  # in a weak box: no region
+    assert person_boxes(_people()) == {0: [(n, box) for n, box in enumerate(ZIDANE_PEOPLE)]}
     search, regions = plan_search(720, 1280, [(n, box) for n, box in enumerate(ZIDANE_PEOPLE)])
     assert search == "person-regions" and any(region.rest for region in regions)
     people_regions = [region for region in regions if not region.rest]

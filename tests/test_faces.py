@@ -1,4 +1,6 @@
-"""Faces: MTCNN detection and landmarks, quality, dlib and FaceNet embeddings, on real photos shipped in packages.
+"""Faces: MTCNN detection and landmarks, quality, alignment, dlib and FaceNet embeddings, on real photos shipped in
+packages. Where MTCNN looks (the person-then-face cascade) is tested in test_face_search.py and
+test_face_coverage.py.
 
 "Same person" needs two photos of one person. None ships in an installed package (searched: scikit-image's data,
 whose lfw_subset.npy holds 25 x 25 crops without identity labels; matplotlib's sample data, one photo of Grace
@@ -10,12 +12,9 @@ different persons are Eileen Collins (scikit-image's astronaut) and the two men 
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import hashlib
 import io
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from models.faces import (
     face_quality,
 )
 from models.specs import DLIB_FACE_EMBEDDING, MTCNN_ONET, MTCNN_PNET, MTCNN_RNET
-from storage.messages import UpstreamFinding
+from tests.face_samples import ORIENTATION, analyze_faces, centre, inside, save_image
 from tests.media_samples import (
     astronaut_jpeg,
     bus_jpg_path,
@@ -48,12 +47,9 @@ from tests.media_samples import (
     zidane_jpg_path,
 )
 from workers.analyzers import faces as faces_module
-from workers.analyzers.base import AnalysisFailed, AnalysisLimits, FindingData
-from workers.analyzers.faces import FacesAnalyzer, Region, facenet_from_environment, iou, person_boxes, plan_search
-from workers.analyzers.objects import ObjectsAnalyzer
+from workers.analyzers.base import AnalysisFailed, AnalysisLimits
+from workers.analyzers.faces import FacesAnalyzer, facenet_from_environment
 from workers.analyzers.registry import select
-
-ORIENTATION = 0x0112
 
 
 @pytest.fixture(scope="module")
@@ -64,37 +60,13 @@ def analyzer() -> FacesAnalyzer:
     return loaded
 
 
-def _analyze(analyzer: FacesAnalyzer, path: Path, objects: list[UpstreamFinding] | None = None) -> list[FindingData]:
-    item = evidence(path) if objects is None else dataclasses.replace(evidence(path), upstream={"objects": objects})
-    findings = analyzer.analyze(item, AnalysisLimits())
-    for finding in findings:
-        json.dumps(finding.data, allow_nan=False)
-        assert finding.kind == "faces.face" and finding.confidence is not None and finding.confidence >= 0.9
-    return findings
-
-
-def _save(pixels: np.ndarray | Image.Image, path: Path, **options: Any) -> Path:
-    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
-    image.save(path, **options)
-    return path
-
-
-def _inside(point: list[float], box: list[float]) -> bool:
-    return box[0] <= point[0] <= box[2] and box[1] <= point[1] <= box[3]
-
-
-def _centre(finding: FindingData) -> tuple[float, float]:
-    x1, y1, x2, y2 = finding.data["box"]
-    return (x1 + x2) / 2, (y1 + y2) / 2
-
-
 def test_astronaut_has_one_good_face_with_landmarks_embedding_and_crop(analyzer: FacesAnalyzer) -> None:
-    findings = _analyze(analyzer, skimage_data_path("astronaut.png"))
+    findings = analyze_faces(analyzer, skimage_data_path("astronaut.png"))
     assert len(findings) == 1
     face = findings[0]
     box = face.data["box"]
-    assert 150 < _centre(face)[0] < 300 and 50 < _centre(face)[1] < 200  # Eileen Collins' face, top centre
-    assert len(face.data["landmarks"]) == 5 and all(_inside(p, box) for p in face.data["landmarks"].values())
+    assert 150 < centre(face)[0] < 300 and 50 < centre(face)[1] < 200  # Eileen Collins' face, top centre
+    assert len(face.data["landmarks"]) == 5 and all(inside(p, box) for p in face.data["landmarks"].values())
     landmarks = face.data["landmarks"]
     assert landmarks["left_eye"][0] < landmarks["nose"][0] < landmarks["right_eye"][0]
     assert landmarks["nose"][1] < landmarks["mouth_left"][1]
@@ -112,9 +84,9 @@ def test_astronaut_has_one_good_face_with_landmarks_embedding_and_crop(analyzer:
 
 
 def test_zidane_has_two_faces_and_bus_the_two_visible_ones(analyzer: FacesAnalyzer) -> None:
-    zidane = sorted(_analyze(analyzer, zidane_jpg_path()), key=_centre)
+    zidane = sorted(analyze_faces(analyzer, zidane_jpg_path()), key=centre)
     assert len(zidane) == 2
-    assert 550 < _centre(zidane[0])[0] < 700 and 900 < _centre(zidane[1])[0] < 1060
+    assert 550 < centre(zidane[0])[0] < 700 and 900 < centre(zidane[1])[0] < 1060
     # The turned head (about 60 degrees of yaw) is reported without an embedding, with the reason; the
     # frontal face is embedded.
     profile = [face for face in zidane if abs(face.data["quality"]["yaw_degrees"]) > 45]
@@ -122,10 +94,10 @@ def test_zidane_has_two_faces_and_bus_the_two_visible_ones(analyzer: FacesAnalyz
     assert len(profile) == 1 and profile[0].data["embedding"] is None
     assert "near-frontal" in profile[0].data["embedding_skipped"] and profile[0].artifacts
     assert len(frontal) == 1 and len(frontal[0].data["embedding"]["vector"]) == 128
-    bus = sorted(_analyze(analyzer, bus_jpg_path()), key=_centre)  # two men by the bus; two people cut off
+    bus = sorted(analyze_faces(analyzer, bus_jpg_path()), key=centre)  # two men by the bus; two people cut off
     assert len(bus) == 2
-    assert 100 < _centre(bus[0])[0] < 170 and 250 < _centre(bus[1])[0] < 320
-    assert all(400 < _centre(face)[1] < 500 for face in bus)
+    assert 100 < centre(bus[0])[0] < 170 and 250 < centre(bus[1])[0] < 320
+    assert all(400 < centre(face)[1] < 500 for face in bus)
     for face in bus:  # small faces behind sunglasses: below the 20 px inter-ocular minimum
         quality = face.data["quality"]
         assert quality["inter_ocular_px"] < 20 and quality["grade"] == "poor" and quality["score"] == 0.0
@@ -133,8 +105,9 @@ def test_zidane_has_two_faces_and_bus_the_two_visible_ones(analyzer: FacesAnalyz
 
 
 def test_blank_and_tiny_images_have_no_faces(analyzer: FacesAnalyzer, tmp_path: Path) -> None:
-    assert _analyze(analyzer, _save(Image.new("RGB", (640, 480), (128, 128, 128)), tmp_path / "blank.png")) == []
-    assert _analyze(analyzer, _save(Image.new("RGB", (12, 9), (90, 60, 30)), tmp_path / "tiny.png")) == []
+    blank = save_image(Image.new("RGB", (640, 480), (128, 128, 128)), tmp_path / "blank.png")
+    assert analyze_faces(analyzer, blank) == []
+    assert analyze_faces(analyzer, save_image(Image.new("RGB", (12, 9), (90, 60, 30)), tmp_path / "tiny.png")) == []
 
 
 def test_blur_lowers_the_quality_score(analyzer: FacesAnalyzer) -> None:
@@ -199,18 +172,18 @@ def test_same_person_is_closer_than_different_persons(analyzer: FacesAnalyzer) -
 
 def test_exif_rotated_and_downscaled_images_give_upright_coordinates(analyzer: FacesAnalyzer, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    (upright,) = _analyze(analyzer, astronaut_jpeg(tmp_path / "upright.jpg"))
+    (upright,) = analyze_faces(analyzer, astronaut_jpeg(tmp_path / "upright.jpg"))
     exif = Image.Exif()
     exif[ORIENTATION] = 6  # viewers turn the stored pixels 90 degrees clockwise
     stored = Image.fromarray(skimage.data.astronaut()).transpose(Image.Transpose.ROTATE_90)
-    (rotated,) = _analyze(analyzer, _save(stored, tmp_path / "rotated.jpg", quality=95, exif=exif))
+    (rotated,) = analyze_faces(analyzer, save_image(stored, tmp_path / "rotated.jpg", quality=95, exif=exif))
     assert np.allclose(rotated.data["box"], upright.data["box"], atol=4)
     for name, point in upright.data["landmarks"].items():
         assert np.allclose(rotated.data["landmarks"][name], point, atol=3)
 
-    (full,) = _analyze(analyzer, skimage_data_path("astronaut.png"))
+    (full,) = analyze_faces(analyzer, skimage_data_path("astronaut.png"))
     monkeypatch.setattr(faces_module, "MAX_SIDE", 384)  # 512 -> 384: found at scale 0.75, mapped back
-    (scaled,) = _analyze(analyzer, skimage_data_path("astronaut.png"))
+    (scaled,) = analyze_faces(analyzer, skimage_data_path("astronaut.png"))
     assert scaled.data["quality"]["measured_at_scale"] == 0.75
     assert np.allclose(scaled.data["box"], full.data["box"], atol=6)
 
@@ -220,12 +193,12 @@ def test_truncated_image_fails_and_grey_and_rgba_images_work(analyzer: FacesAnal
     with pytest.raises(AnalysisFailed, match="truncated or corrupt"):
         analyzer.analyze(evidence(cut), AnalysisLimits())
     astronaut = Image.fromarray(skimage.data.astronaut())
-    assert len(_analyze(analyzer, _save(astronaut.convert("L"), tmp_path / "grey.png"))) == 1
+    assert len(analyze_faces(analyzer, save_image(astronaut.convert("L"), tmp_path / "grey.png"))) == 1
     alpha = np.zeros((512, 512), dtype=np.uint8)
     alpha[32:480, 32:480] = 255  # transparent border, flattened on white
     rgba = astronaut.convert("RGBA")
     rgba.putalpha(Image.fromarray(alpha))
-    assert len(_analyze(analyzer, _save(rgba, tmp_path / "rgba.png"))) == 1
+    assert len(analyze_faces(analyzer, save_image(rgba, tmp_path / "rgba.png"))) == 1
 
 
 def test_registration_and_provenance_of_every_model(analyzer: FacesAnalyzer) -> None:
@@ -256,93 +229,6 @@ def test_alignment_falls_back_to_the_eyes_without_a_consensus(monkeypatch: pytes
     matrix = alignment_matrix(face, size=112)
     eyes = np.array([[10, 20, 1], [30, 25, 1]], dtype=np.float64)
     assert np.allclose(eyes @ matrix.T, ARCFACE_TEMPLATE_112[:2], atol=1e-4)
-
-
-Objects = Callable[[Path], list[UpstreamFinding]]  # the cascade: the real `objects` analyzer's findings guide faces
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Objects:
-    """The `objects` findings of an image as the dispatcher hands them over, each image analysed once."""
-    objects = ObjectsAnalyzer()
-    objects.load()
-    return functools.cache(lambda path: [f.as_upstream() for f in objects.analyze(evidence(path), AnalysisLimits())])
-
-
-def _same_faces(found: list[FindingData], reference: list[FindingData], objects: list[UpstreamFinding]) -> None:
-    """`found` (person regions) holds the faces of `reference` (whole frame), each in its own person's box."""
-    assert len(found) == len(reference) and {face.data["search"] for face in found} == {"person-regions"}
-    for face in reference:  # MTCNN's boxes move a little with the scale it searches at (a turned head most)
-        match = max(found, key=lambda other: iou(other.data["box"], face.data["box"]))
-        assert iou(match.data["box"], face.data["box"]) > 0.75, (match.data["box"], face.data["box"])
-        person = objects[match.data["person"]].data
-        assert person["class"] == "person" and _inside(list(_centre(match)), person["box"])
-    assert len({face.data["person"] for face in found}) == len(found)
-
-
-def _spy(analyzer: FacesAnalyzer, monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
-    shapes: list[tuple[int, ...]] = []
-    predict = analyzer.detector.predict
-    monkeypatch.setattr(analyzer.detector, "predict", lambda pixels: shapes.append(pixels.shape[:2]) or predict(pixels))
-    return shapes
-
-
-def test_person_regions_find_the_faces(analyzer: FacesAnalyzer, upstream: Objects, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    exif = Image.Exif()
-    exif[ORIENTATION] = 6  # stored turned: `objects` reports upright boxes; analysed at 0.9, so are they scaled
-    turned = _save(Image.open(zidane_jpg_path()).transpose(Image.Transpose.ROTATE_90), tmp_path / "t.jpg", exif=exif)
-    zidane, bus = zidane_jpg_path(), bus_jpg_path()
-    for path, original, scale in ((zidane, zidane, 1.0), (bus, bus, 1.0), (turned, zidane, 0.9)):
-        reference, pixels = _analyze(analyzer, original), np.prod(Image.open(original).size)
-        monkeypatch.setattr(faces_module, "MAX_SIDE", round(1280 * scale) if scale < 1 else 2048)
-        shapes = _spy(analyzer, monkeypatch)
-        found = _analyze(analyzer, path, _confident(upstream(path)))
-        _same_faces(found, reference, _confident(upstream(path)))
-        assert {face.data["quality"]["measured_at_scale"] for face in found} == {scale}
-        assert len(shapes) > 1 and sum(h * w for h, w in shapes) < 0.8 * pixels  # crops, fewer pixels
-        monkeypatch.undo()
-
-
-def _confident(objects: list[UpstreamFinding]) -> list[UpstreamFinding]:
-    """`objects`' findings of 0.5 or more: its many weak person boxes in zidane.jpg (0.28-0.41, inside the two
-    confident ones) make regions that cost more than the whole frame."""
-    return [finding for finding in objects if (finding.confidence or 0.0) >= 0.5]
-
-
-def test_a_frame_filling_person_or_nobody_found_search_the_whole_frame(analyzer: FacesAnalyzer, upstream: Objects,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    path = skimage_data_path("astronaut.png")
-    (reference,) = _analyze(analyzer, path)
-    for objects, person in ((upstream(path), {"person": 0}), ([], {})):  # fills the frame; nobody (a close-up)
-        (face,) = _analyze(analyzer, path, objects)
-        assert face.data == {**reference.data, **person} and face.data["search"] == "whole-frame"
-    shapes = _spy(analyzer, monkeypatch)  # nobody in zidane.jpg: searched smaller than DETECT_SIDE, still found
-    assert len(_analyze(analyzer, zidane_jpg_path(), [])) == 2 and shapes == [(540, faces_module.NO_PERSON_SIDE)]
-
-
-def test_search_plan_follows_the_person_boxes(analyzer: FacesAnalyzer, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    assert plan_search(1080, 1920, None) == ("whole-frame", [Region((0, 0, 1920, 1080), 20, 1280)])  # DETECT_SIDE
-    assert plan_search(1080, 1920, []) == ("whole-frame", [Region((0, 0, 1920, 1080), 20, 960)])  # NO_PERSON_SIDE
-    search, [distant, rest] = plan_search(1080, 1920, [(3, (100.0, 500.0, 140.0, 600.0))])  # 100 px: full scale
-    assert search == "person-regions" and distant == Region((96, 490, 144, 610), 20, 1280, (3,))
-    assert rest == Region((0, 0, 1920, 1080), 60, 1920, rest=True) and rest.scale == 1 / 3  # the rest, at 640 px
-    two = [(0, (400.0, 80.0, 900.0, 1080.0)), (1, (450.0, 100.0, 950.0, 1060.))]
-    search, [near, *rest_parts] = plan_search(1080, 1920, two)
-    assert search == "person-regions" and near.box == (350, 0, 1000, 1080) and sorted(near.people) == [0, 1]
-    assert near.scale == 20 / (960 / 25)  # merged; a face of 1/25 of the smaller person becomes 20 px
-    assert rest_parts and all(part.rest and part.scale == 1 / 3 for part in rest_parts)  # left and right of them
-    assert plan_search(400, 400, [(0, (20.0, 30.0, 380.0, 390.0))])[0] == "whole-frame"  # costs about the frame
-    assert plan_search(1080, 1920, [(n, (50.0 * n, 9.0, 50.0 * n + 40, 99.0)) for n in range(33)])[0] == "whole-frame"
-    found = [("car", [0, 0, 9, 9], 0), ("person", [1, 2, 30, 80], 2), ("person", [9, 9, 1, 1], 0), ("person", "?", 0)]
-    assert person_boxes([UpstreamFinding(kind="objects.detection", data={"class": kind, "box": box, "frame": frame})
-                         for kind, box, frame in found]) == {2: [(1, (1.0, 2.0, 30.0, 80.0))]}
-    frames = [Image.new("RGB", (64, 64), (10 * n, 90, 90)) for n in range(12)]  # faces reads 0, 4, 7 and 11
-    path = _save(frames[0], tmp_path / "pages.tif", save_all=True, append_images=frames[1:])  # objects 8 of 12
-    seen: list[Any] = []
-    monkeypatch.setattr(faces_module, "plan_search", lambda *args: seen.append(args[2]) or plan_search(*args))
-    assert _analyze(analyzer, path, []) == [] and seen == [[], None, None, []]  # 4 and 7: `objects` did not read them
 
 
 # FaceNet: operator-configured weights. A randomly initialised InceptionResnetV1 saved by the test stands in for
@@ -408,7 +294,7 @@ def test_analyzer_adds_facenet_embeddings_when_configured(analyzer: FacesAnalyze
     configured = FacesAnalyzer()
     configured.detector, configured.embedder = analyzer.detector, analyzer.embedder  # already loaded
     configured.load()
-    (face,) = _analyze(configured, skimage_data_path("astronaut.png"))
+    (face,) = analyze_faces(configured, skimage_data_path("astronaut.png"))
     (extra,) = face.data["embeddings"]
     assert extra["model"] == "facenet-inception-resnet-v1" and extra["dimensions"] == 512
     assert abs(float(np.linalg.norm(extra["vector"])) - 1.0) < 1e-4

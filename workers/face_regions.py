@@ -1,8 +1,9 @@
 """Where the faces analyzer's MTCNN looks in a frame, given the person boxes `objects` found in it.
 
 Where MTCNN looks: a person-then-face cascade. MTCNN's cost grows with the pixels it searches (about 0.3 us a
-pixel on one core), so the analyzer `requires` the `objects` analyzer and searches where its "person" boxes
-(upright evidence coordinates, any confidence) say people are, at the scale their faces need:
+pixel on one core), so the analyzer `requires` the `objects` analyzer and searches where its confident
+"person" boxes (upright evidence coordinates, confidence PERSON_FLOOR or more; see there) say people are, at the
+scale their faces need:
 
 * People found in the frame: each person box, widened by 10% of its size on every side, is a region. A face is
   taken to be at least 1/25 of its person box's longer side (an adult's face is about 1/9 of their height; 1/25
@@ -22,9 +23,9 @@ pixel on one core), so the analyzer `requires` the `objects` analyzer and search
   the two person regions, 147 ms with the rest of the frame (+15 ms; the whole frame: 201 ms); bus.jpg
   (810x1080) 94 ms, 148 ms with the rest (+54 ms; the whole frame: 192 ms). Faces under 1/25 of the person box
   they lie in (an ID photo held up) are not searched for.
-* `objects` ran but found nobody in the frame: the whole frame is still searched, at NO_PERSON_SIDE (960) on its
-  longer side. COCO's detector misses people whose face is all there is to see (a close-up, a face on a poster
-  or an ID photo), and a forensic lab prefers recall. The cost: on zidane.jpg at 1920x1080, one core, MTCNN
+* `objects` ran but found nobody in the frame (confidently): the whole frame is still searched, at NO_PERSON_SIDE
+  (960) on its longer side. COCO's detector misses people whose face is all there is to see (a close-up, a face
+  on a poster or an ID photo), and a forensic lab prefers recall. The cost: on zidane.jpg at 1920x1080, one core, MTCNN
   takes ~0.17 s at 960, against ~0.16 s for its two person regions and ~0.26 s for the whole frame at
   DETECT_SIDE; faces are found from about 40 px high in 1080p (30 px at DETECT_SIDE).
 * `objects` failed or is not deployed (no "objects" key in `upstream`), or it did not sample this frame of an
@@ -57,6 +58,16 @@ CALL_PIXELS = 4_000  # the fixed cost of one MTCNN call (~1 ms), in pixels searc
 REST_SIDE = 640  # the rest-of-frame pass on the person-regions path: the scale of a whole frame this long
 REST_GRID = 16  # the rest of the frame is found on a grid of cells of the frame's longer side / 16
 PERSON_REGIONS, WHOLE_FRAME = "person-regions", "whole-frame"
+# The least confidence of a person box that guides the search. `objects`' sliced inference can give weak boxes
+# that are fragments of a person (a head and shoulders, a torso, two people's halves): 1.1.0 on zidane.jpg 0.41,
+# 0.33, 0.30 and 0.28 (turned by EXIF: 0.38, 0.28, 0.26), inside the two people's own boxes (0.88, 0.84); their
+# regions cost more than the whole frame and forced a whole-frame search. Measured on real photos, the people
+# whose face is in the frame score 0.71 to 0.91 (astronaut 0.71, camera 0.79, zidane.jpg 0.84 and 0.88, bus.jpg
+# 0.88 to 0.89, matplotlib's grace_hopper 0.91); the weak boxes 0.26 to 0.44 (bus.jpg's 0.44 is a man cut off by
+# the frame's left edge, his face outside it). 0.5 lies 0.06 above the strongest weak box and 0.21 below the
+# weakest real person. A face in a weak box is still looked for, by the rest-of-frame pass (or, when no box in the
+# frame is confident, by the whole-frame search at NO_PERSON_SIDE).
+PERSON_FLOOR = 0.5
 
 Box = tuple[float, float, float, float]
 Person = tuple[int, Box]  # position of the finding in upstream["objects"], box (x1, y1, x2, y2)
@@ -108,14 +119,17 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def person_boxes(findings: Sequence[UpstreamFinding]) -> dict[int, list[Person]]:
-    """The "person" boxes among `objects` findings, by frame: (position in `findings`, upright box).
+    """The confident "person" boxes among `objects` findings, by frame: (position in `findings`, upright box).
 
-    A finding without a usable box (missing, not four finite numbers, empty) cannot guide the search: skipped.
+    A finding under PERSON_FLOOR (or without a confidence), or without a usable box (missing, not four finite
+    numbers, empty), cannot guide the search: skipped.
     """
     people: dict[int, list[Person]] = {}
     for position, finding in enumerate(findings):
         data = finding.data
         if finding.kind != objects.KIND or not isinstance(data, dict) or data.get("class") != PERSON:
+            continue
+        if finding.confidence is None or not finding.confidence >= PERSON_FLOOR:
             continue
         try:
             x1, y1, x2, y2 = (float(value) for value in data["box"])

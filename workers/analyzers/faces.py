@@ -7,14 +7,15 @@ Embeddings let an examiner search a case for similar faces; a distance is invest
 identification.
 
 Where MTCNN looks (`workers.face_regions`): a person-then-face cascade. The analyzer `requires` the `objects`
-analyzer and searches each person's region at the scale a face of that person needs, then the rest of the frame
-in one coarse pass (faces on a poster, a screen, someone YOLO did not box); where `objects` found nobody, or gave
-nothing for the frame, the whole frame.
+analyzer and searches the region of each person it found confidently (`PERSON_FLOOR`, 0.5) at the scale a face
+of that person needs, then the rest of the frame in one coarse pass (faces on a poster, a screen, someone YOLO
+did not box or boxed only weakly); where `objects` found nobody confidently, or gave nothing for the frame, the
+whole frame.
 
 Each finding records the path that found it in "search" ("person-regions" or "whole-frame") and, wherever
-`objects` gave person boxes for the frame, in "person" the position in `upstream["objects"]` of the person box
-holding the most of the face (null when it overlaps none); on the person-regions path, "found_in" says which
-pass kept it ("person-region", or "rest-of-frame" for a face no person's region found).
+`objects` gave confident person boxes for the frame, in "person" the position in `upstream["objects"]` of the
+confident person box holding the most of the face (null when it overlaps none); on the person-regions path,
+"found_in" says which pass kept it ("person-region", or "rest-of-frame" for a face no person's region found).
 
 FaceNet weights do not ship in any package; set both `LOCARD_FACENET_WEIGHTS` (an absolute path to an
 InceptionResnetV1 state dict) and `LOCARD_FACENET_SHA256` (its SHA-256), and optionally
@@ -148,7 +149,7 @@ class FacesAnalyzer(Analyzer):
     """Faces (MTCNN) with landmarks, quality, dlib embeddings (and FaceNet's when configured), aligned crops."""
 
     name = "faces"
-    version = "1.2.0"
+    version = "1.2.1"
     accepts = frozenset({"image/*"})
     produces = frozenset({"faces.face"})
     sensitive_fields = frozenset({"embedding", "vector"})  # dlib's embedding; FaceNet's vectors in "embeddings"
