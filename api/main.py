@@ -13,7 +13,20 @@ from fastapi.responses import JSONResponse
 from api.access import AccessMiddleware
 from api.limits import BodyRefused, RequestLimitsMiddleware
 from api.problems import install_problem_handlers, problem_response
-from api.routes import admin, audit, auth, cases, evidence, fingerprints, intake, search
+from api.routes import (
+    admin,
+    audit,
+    auth,
+    cases,
+    evidence,
+    fingerprints,
+    intake,
+    persons,
+    registers,
+    search,
+    vehicles,
+    watchlists,
+)
 from api.spool import prepare_spool, remove_spool
 from storage.db import make_engine, migrate, session_factory
 from storage.objectstore import ObjectStore, S3ObjectStore
@@ -21,7 +34,8 @@ from storage.settings import Settings, get_settings
 
 API_PREFIX = "/api/v1"
 # Bodies that stream to disk under limits of their own; every other body is capped at `Settings.max_json_bytes`.
-STREAMED_BODIES = (("POST", re.compile(rf"^{API_PREFIX}/cases/[^/]+/evidence$")),)
+STREAMED_BODIES = (("POST", re.compile(rf"^{API_PREFIX}/cases/[^/]+/evidence$")),
+                   ("POST", re.compile(rf"^{API_PREFIX}/registers/[^/]+/import$")))
 
 
 def create_app(settings: Settings | None = None, store: ObjectStore | None = None) -> FastAPI:
@@ -71,6 +85,8 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     v1.include_router(auth.router)
     v1.include_router(admin.router)
     v1.include_router(audit.router)
+    for register_router in (persons.router, vehicles.router, watchlists.router, registers.router):
+        v1.include_router(register_router)
 
     @v1.get("/openapi.json", include_in_schema=False)
     def openapi_document() -> dict[str, Any]:
