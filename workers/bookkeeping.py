@@ -5,7 +5,8 @@ duplicate answer records nothing. A retryable failure is queued again after a ba
 attempt spent. A try whose worker died or was restarting is not charged as an attempt: the job waits out the
 restart (growing backoff) and fails only after `worker_max_losses` such tries. An attempt whose lease ran out
 (its dispatcher or Ray died) is closed as a failed run and queued again, within `max_attempts`. Each end queues
-the next page range of a document and the analyzers that were waiting for this one (`workers.planning`).
+the next page range of a document and the analyzers that were waiting for this one (`workers.planning`); the
+end of an item's last analysis queues its cross-matching (`workers.crossmatch`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from storage.db import transaction
 from storage.messages import RunOutcome
 from storage.settings import Settings
 from storage.tables import Evidence, Job, utcnow
+from workers import crossmatch
 from workers.analyzers.base import Analyzer
-from workers.planning import analyzers_to_queue, next_range
+from workers.planning import analyzers_to_queue, next_range, ready_to_crossmatch
 
 log = logging.getLogger("locard.dispatcher")
 DEATHS_KEY = "worker_deaths"  # in a job's payload: tries on which its worker died or was restarting
@@ -38,18 +40,21 @@ def failed(job: jobs.ClaimedJob, error: str, *, retryable: bool = False) -> RunO
 def plan(session: Session, *, evidence: Evidence, analyzers: Mapping[str, type[Analyzer]],
          max_attempts: int) -> list[str]:
     """Enqueue the analyzers `workers.planning` says are ready for the evidence; returns those newly queued.
+    Once none is left to run, the item's cross-matching is queued (once for the same analysis runs).
 
     Called when the evidence is planned and whenever one of its analyses ends, in the same transaction.
     """
-    states = session.execute(select(Job.analyzer, Job.state).where(
-        Job.evidence_id == evidence.id, Job.kind == "analysis")).tuples().all()
+    states = [(analyzer or "", state) for analyzer, state in session.execute(select(Job.analyzer, Job.state).where(
+        Job.evidence_id == evidence.id, Job.kind == "analysis")).tuples()]
     planned = []
     for name in analyzers_to_queue(analyzers, media_type=evidence.media_type, declared_kind=evidence.declared_kind,
-                                   job_states=[(analyzer or "", state) for analyzer, state in states]):
+                                   job_states=states):
         _, new = jobs.enqueue(session, kind="analysis", dedupe_key=f"analysis:{evidence.id}:{name}",
                               evidence_id=evidence.id, analyzer=name, max_attempts=max_attempts)
         if new:
             planned.append(name)
+    if not planned and ready_to_crossmatch(states):
+        crossmatch.enqueue(session, evidence_id=evidence.id, max_attempts=max_attempts)
     return planned
 
 

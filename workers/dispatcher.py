@@ -2,7 +2,8 @@
 
 One loop, in one process per deployment (more are safe: claims are compare-and-set):
 sweep the bucket for unseen objects, take intake jobs (`workers.intake_jobs`), plan analysis for new evidence
-(`workers.planning`), lease analysis jobs to analyzer actors, and record each outcome (`workers.bookkeeping`).
+(`workers.planning`), lease analysis jobs to analyzer actors, record each outcome (`workers.bookkeeping`), and
+cross-match each item whose analysis is over (`workers.crossmatch`: light database work, run in this process).
 Leases of in-flight work are renewed; a lease that runs out (the dispatcher or Ray died) is closed as a failed
 run and the job goes back in the queue, within bounds. Actors are reached only through a `workers.runtime.Runtime`
 (Ray in production, an in-process fake in tests), and time is read from `clock`.
@@ -32,7 +33,7 @@ from storage.db import reading, transaction
 from storage.messages import MatchAnswer, RunOutcome
 from storage.objectstore import ObjectStore
 from storage.settings import Settings
-from workers import intake_jobs
+from workers import crossmatch, intake_jobs
 from workers.actor import time_budget_seconds
 from workers.analyzers.base import Analyzer
 from workers.bookkeeping import Bookkeeper, failed
@@ -110,6 +111,7 @@ class Dispatcher:
         busy |= self.books.reap_expired() > 0
         busy |= self.take_intake() > 0
         busy |= self.take_plans() > 0
+        busy |= crossmatch.take(self.factory, self.settings, owner=self.owner) > 0
         busy |= self.submit_analysis() > 0
         busy |= self.submit_matches() > 0
         busy |= self.collect(timeout=0.01 if busy else IDLE_WAIT) > 0

@@ -2,7 +2,8 @@
 
 Plain decisions on plain data (no Ray, no database): the dispatcher reads an item's jobs, asks
 `analyzers_to_queue`, and enqueues what it answers. It asks whenever the item is planned and whenever one of
-its analyses ends, so an analyzer that depends on another (plates on objects) is queued exactly when it can run.
+its analyses ends, so an analyzer that depends on another (plates on objects) is queued exactly when it can run,
+and the item's cross-matching once nothing is left to run on it (`ready_to_crossmatch`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ def analyzers_to_queue(analyzers: Mapping[str, type[Analyzer]], *, media_type: s
     accepting = {name for name, cls in analyzers.items() if cls.applies_to(media_type, declared_kind)}
     return [name for name in sorted(accepting - started)
             if all(need in ended for need in analyzers[name].requires if need in accepting)]
+
+
+def ready_to_crossmatch(job_states: Iterable[tuple[str, str]]) -> bool:
+    """Whether an item's analysis is over, so its findings can be matched: it has analysis jobs and all have
+    ended (succeeded or failed), from (analyzer, job state) pairs of its analysis jobs."""
+    states = list(job_states)
+    return bool(states) and all(state in TERMINAL for _, state in states)
 
 
 def first_range(total: int, limits: PageLimits) -> PageRange:

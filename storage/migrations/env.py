@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from storage import accounts, apikeys, audit, persons, vehicles, watchlists  # noqa: F401 - tables in the metadata
+from storage import accounts, apikeys, audit, matches, persons, vehicles, watchlists  # noqa: F401 - tables in the metadata
 from storage.tables import Base
 
 config = context.config
