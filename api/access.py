@@ -40,7 +40,7 @@ PRINCIPAL_CACHE_SECONDS = 5.0
 PRINCIPAL_CACHE_SIZE = 10_000
 # Path parameters naming the resource a request asked for, most specific first (the case goes to `case_id`).
 RESOURCE_PARAMS = ("evidence_id", "finding_id", "request_id", "key_id", "username", "person_id", "vehicle_id",
-                   "watchlist_id", "case_id")
+                   "watchlist_id", "match_id", "case_id")
 MAX_REQUESTED_ID = 200  # longer ids named in a path are cut (the audit log's resource_id holds 200 characters)
 MAX_CASE_ID = 36  # Locard's ids: a longer "case id" is not one, and is kept in the detail only
 ACTIONS_BY_METHOD = {"GET": "consultation", "HEAD": "consultation", "POST": "collection", "PUT": "alteration",

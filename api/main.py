@@ -21,6 +21,7 @@ from api.routes import (
     evidence,
     fingerprints,
     intake,
+    matches,
     persons,
     registers,
     search,
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     v1.include_router(audit.router)
     for register_router in (persons.router, vehicles.router, watchlists.router, registers.router):
         v1.include_router(register_router)
+    v1.include_router(matches.router)
 
     @v1.get("/openapi.json", include_in_schema=False)
     def openapi_document() -> dict[str, Any]:

@@ -12,12 +12,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage import matches, persons
 from storage.db import transaction
 from storage.matches import Match
+from storage.plate_keys import MAX_VARIANTS, confusion_variants
 from tests import match_samples as samples
 from tests.register_samples import national_number, person
 from workers.crossmatch import crossmatch
 from workers.matchers import registry
 from workers.matchers.base import Matcher
-from workers.matchers.plates import MAX_VARIANTS, TOLERANT_SCORES, confusion_variants
+from workers.matchers.plates import TOLERANT_SCORES
 
 
 def test_every_matcher_module_registers_a_matcher() -> None:

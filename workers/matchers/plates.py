@@ -3,11 +3,11 @@
 Consumes the matchable plates the plates analyzer read ("plates.plate"; "plates.candidate" is never matched)
 and the plates the entities analyzer found in text ("entity.plate"). A reading is looked up by its plate key
 (letters and digits: a missing or extra separator is the same key), its reader's own alternative readings, and
-the OCR confusions of its key (0/O, 1/I, 8/B, 5/S, 2/Z; at most MAX_SUBSTITUTIONS swaps, MAX_VARIANTS
-variants), all in one query per side. The score says which: EXACT, ALTERNATIVE (ALTERNATIVE_TRIMMED when the
-alternative dropped a character), or TOLERANT_SCORES by the number of swaps; a register vehicle outside the
-countries the reading allows scores COUNTRY_PENALTY times less, and one of another country than the plate names
-(its EU band, an emblem) is no match. A vehicle that is stolen, wanted or signalled is flagged
+the OCR confusions of its key (`storage.plate_keys`: 0/O, 1/I, 8/B, 5/S, 2/Z; at most MAX_SUBSTITUTIONS swaps,
+MAX_VARIANTS variants), all in one query per side. The score says which: EXACT, ALTERNATIVE (ALTERNATIVE_TRIMMED
+when the alternative dropped a character), or TOLERANT_SCORES by the number of swaps; a register vehicle outside
+the countries the reading allows scores COUNTRY_PENALTY times less, and one of another country than the plate
+names (its EU band, an emblem) is no match. A vehicle that is stolen, wanted or signalled is flagged
 (`detail["alert"]`).
 """
 
@@ -20,14 +20,12 @@ from sqlalchemy.orm import Session
 
 from storage.identifiers import plate_key
 from storage.matches import KeyHit, findings_by_keys
+from storage.plate_keys import confusion_variants, confusions_applied
 from storage.vehicles import Vehicle, vehicles_by_plate_keys
 from workers.matchers.base import Key, Matcher, Proposal, Subject
 from workers.matchers.registry import register
 
 PLATE_KIND, ENTITY_KIND = "plates.plate", "entity.plate"
-CONFUSIONS = {"0": "O", "O": "0", "1": "I", "I": "1", "8": "B", "B": "8", "5": "S", "S": "5", "2": "Z", "Z": "2"}
-MAX_SUBSTITUTIONS = 2
-MAX_VARIANTS = 64
 EXACT, ALTERNATIVE, ALTERNATIVE_TRIMMED = 1.0, 0.85, 0.65  # an alternative with an end character dropped: less
 TOLERANT_SCORES = {1: 0.75, 2: 0.6}
 COUNTRY_PENALTY = 0.9
@@ -66,36 +64,6 @@ def reading_of(subject: Subject) -> PlateReading:
 def _keys(texts: list[str], reading: str) -> tuple[str, ...]:
     own = plate_key(reading)
     return tuple(dict.fromkeys(key for key in map(plate_key, texts) if key and key != own))
-
-
-def confusion_variants(key: str, *, max_substitutions: int = MAX_SUBSTITUTIONS,
-                       limit: int = MAX_VARIANTS) -> dict[str, int]:
-    """The keys `key` can be misread from, by OCR confusions, with the number of swaps each needs (fewest first;
-    at most `limit` variants, `key` itself excluded)."""
-    found: dict[str, int] = {}
-    frontier = [key]
-    for swaps in range(1, max_substitutions + 1):
-        following = []
-        for current in frontier:
-            for at, char in enumerate(current):
-                if char not in CONFUSIONS:
-                    continue
-                variant = current[:at] + CONFUSIONS[char] + current[at + 1:]
-                if variant == key or variant in found:
-                    continue
-                if len(found) >= limit:
-                    return found
-                found[variant] = swaps
-                following.append(variant)
-        frontier = following
-    return found
-
-
-def confusions_applied(read: str, matched: str) -> list[str]:
-    """The characters swapped between two keys of the same length ("A8C" / "ABC" -> ["8->B at 2"])."""
-    if len(read) != len(matched):
-        return []
-    return [f"{a}->{b} at {at + 1}" for at, (a, b) in enumerate(zip(read, matched, strict=True)) if a != b]
 
 
 @register
