@@ -3,7 +3,8 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from storage import accounts, apikeys, audit, matches, persons, vehicles, watchlists  # noqa: F401 - tables in the metadata
+# Imported for their tables, which are part of the metadata.
+from storage import accounts, apikeys, audit, matches, persons, tenprints, vehicles, watchlists  # noqa: F401
 from storage.tables import Base
 
 config = context.config
