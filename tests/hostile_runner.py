@@ -30,9 +30,10 @@ class Outcome:
     analyzer: str
     status: str
     detail: str
-    seconds: float
+    seconds: float  # wall clock
     peak_mb: float  # peak resident memory during the run, above the memory held before it
     findings: int
+    cpu_seconds: float = 0.0  # CPU time of this process and the tools it ran (Tesseract): the work, whatever the load
 
 
 def load_analyzers(names: list[str] | None = None) -> dict[str, Analyzer]:
@@ -68,6 +69,12 @@ def planned(analyzers: dict[str, Analyzer], item: EvidenceFile) -> list[str]:
     return [name for name, _ in states]
 
 
+def _cpu_seconds() -> float:
+    """User and system CPU time of this process and of its finished child processes."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _resident_kb() -> int:
     with open("/proc/self/status", encoding="ascii") as status:
         found = re.search(r"VmRSS:\s+(\d+)", status.read())
@@ -99,7 +106,7 @@ def run_file(analyzers: dict[str, Analyzer], item: EvidenceFile, limits: Analysi
         given = EvidenceFile(**{**item.__dict__, "upstream": needs})
         _reset_peak()
         before = _resident_kb()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _cpu_seconds()
         findings: list[FindingData] = []
         try:
             findings = analyzer.analyze(given, limits)
@@ -109,9 +116,10 @@ def run_file(analyzers: dict[str, Analyzer], item: EvidenceFile, limits: Analysi
             status, detail = "refused", f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # recorded, and the test fails on it
             status, detail = "error", f"{type(exc).__module__}.{type(exc).__name__}: {exc}"
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
         peak = max(0, _peak_kb() - before) / 1024
         if status == "succeeded":
             upstream[name] = [finding.as_upstream() for finding in findings]
-        outcomes.append(Outcome(name, status, detail[:300], round(seconds, 3), round(peak, 1), len(findings)))
+        outcomes.append(Outcome(name, status, detail[:300], round(seconds, 3), round(peak, 1), len(findings),
+                                round(cpu, 3)))
     return outcomes

@@ -28,7 +28,7 @@ from tests.test_api import V1
 from workers.analyzers.base import AnalysisLimits, Analyzer
 
 CORPUS = small_corpus()
-MAX_SECONDS = 20.0
+MAX_CPU_SECONDS = 20.0  # CPU time, not wall time: the budget holds on a loaded machine too
 MAX_ADDED_MB = 2048.0
 API_SUBSET = CORPUS[::8]  # 30 files, every family represented in turn
 
@@ -66,7 +66,7 @@ def test_every_planned_analyzer_survives(hostile: HostileFile, analyzers: dict[s
     errors = [f"{outcome.analyzer}: {outcome.detail}" for outcome in outcomes if outcome.status == "error"]
     assert not errors, errors
     for outcome in outcomes:
-        assert outcome.seconds < MAX_SECONDS, outcome
+        assert outcome.cpu_seconds < MAX_CPU_SECONDS, outcome
         assert outcome.peak_mb < MAX_ADDED_MB, outcome
     by_name = {outcome.analyzer: outcome for outcome in outcomes}
     assert by_name["hashes"].status == "succeeded"  # the digests of every file, whatever it holds
