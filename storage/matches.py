@@ -50,7 +50,7 @@ from storage.tables import AnalysisRun, Base, Finding, new_id, utcnow
 
 MODALITIES = ("plate", "entity", "face", "fingerprint", "image")
 TARGET_KINDS = ("vehicle", "person", "finding")
-METHODS = ("exact", "alternative", "tolerant")
+METHODS = ("exact", "alternative", "tolerant", "similarity")  # similarity: a distance or score under a threshold
 MATCH_STATUSES = ("candidate", "confirmed", "rejected")  # an examiner's verdict (issue 13); "candidate" until then
 
 

@@ -131,7 +131,7 @@ class FingerprintCrossMatcher(Matcher):
                         by_person[record.person_id].append((candidate.score, candidate.index_score, hit, record))
                 continue
             proposals.append(Proposal(
-                "finding", hit.finding_id, float(candidate.score), "exact",
+                "finding", hit.finding_id, float(candidate.score), "similarity",
                 {**side_a, **self._side_b(hit), "index_score": candidate.index_score,
                  "same_case": hit.case_id == subject.case_id},
                 target_evidence_id=hit.evidence_id, target_case_id=hit.case_id, target_analyzer=hit.analyzer,
@@ -139,7 +139,7 @@ class FingerprintCrossMatcher(Matcher):
         for person_id, scored in by_person.items():
             scored.sort(key=lambda entry: (-entry[0], -entry[1], entry[3].record_id))
             score, index_score, best, record = scored[0]
-            proposals.append(Proposal("person", person_id, float(score), "exact", {
+            proposals.append(Proposal("person", person_id, float(score), "similarity", {
                 **side_a, **self._side_b(best), **self._finger(record), "index_score": index_score,
                 "tenprint_evidence_id": best.evidence_id,
                 "fingers_scored": [{**self._finger(r), "score": s, "evidence_id": h.evidence_id}
