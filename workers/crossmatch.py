@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage import jobs, matches
 from storage.db import transaction
+from storage.objectstore import ObjectStore
 from storage.settings import Settings
 from storage.tables import AnalysisRun, CustodyEvent, Finding
 from workers.matchers import registry
@@ -41,6 +43,23 @@ class CrossmatchResult:
     findings: int  # findings some matcher consumed
     new: int  # matches recorded now
     superseded: int  # earlier matches whose finding was replaced
+
+
+@dataclass(frozen=True)
+class MatchContext:
+    """What a matcher may need beyond its session, set while `crossmatch` runs: the settings (the Locard home,
+    thresholds) and the object store (artifacts, e.g. keypoint files); None where the caller gave none."""
+
+    settings: Settings | None = None
+    store: ObjectStore | None = None
+
+
+_CONTEXT: ContextVar[MatchContext | None] = ContextVar("locard_match_context", default=None)
+
+
+def match_context() -> MatchContext:
+    """The context of the cross-matching running now (an empty one outside `crossmatch`)."""
+    return _CONTEXT.get() or MatchContext()
 
 
 def dedupe_key(session: Session, *, evidence_id: str, matchers: Mapping[str, type[Matcher]]) -> str:
@@ -67,9 +86,18 @@ def subjects_of(session: Session, *, evidence_id: str) -> list[Subject]:
             for f, version in rows]
 
 
-def crossmatch(session: Session, *, evidence_id: str,
-               matchers: Mapping[str, type[Matcher]] | None = None) -> CrossmatchResult:
-    """Match the item's findings with every matcher (see the module's description)."""
+def crossmatch(session: Session, *, evidence_id: str, matchers: Mapping[str, type[Matcher]] | None = None,
+               context: MatchContext | None = None) -> CrossmatchResult:
+    """Match the item's findings with every matcher (see the module's description), `context` set for them."""
+    token = _CONTEXT.set(context)
+    try:
+        return _crossmatch(session, evidence_id=evidence_id, matchers=matchers)
+    finally:
+        _CONTEXT.reset(token)
+
+
+def _crossmatch(session: Session, *, evidence_id: str,
+                matchers: Mapping[str, type[Matcher]] | None) -> CrossmatchResult:
     chosen = [cls() for _, cls in sorted((matchers if matchers is not None else registry.load_all()).items())]
     superseded = matches.supersede_stale(session, evidence_id=evidence_id)
     subjects = subjects_of(session, evidence_id=evidence_id)
@@ -99,15 +127,17 @@ def crossmatch(session: Session, *, evidence_id: str,
     return CrossmatchResult(evidence_id, matched, new, superseded)
 
 
-def take(factory: sessionmaker[Session], settings: Settings, *, owner: str) -> int:
-    """Lease a few crossmatch jobs to `owner` and run each; returns how many were taken."""
+def take(factory: sessionmaker[Session], settings: Settings, *, owner: str, store: ObjectStore | None = None) -> int:
+    """Lease a few crossmatch jobs to `owner` and run each (matchers see `settings` and `store` through
+    `match_context`); returns how many were taken."""
     claimed = jobs.claim(factory, kinds=[KIND], owner=owner, lease_seconds=settings.job_lease_seconds, limit=8)
     for job in claimed:
         try:
             with transaction(factory) as session:
                 if not jobs.finish(session, job_id=job.id, owner=owner, state="succeeded"):
                     continue  # the lease ran out and another dispatcher has the job
-                result = crossmatch(session, evidence_id=str(job.evidence_id))
+                result = crossmatch(session, evidence_id=str(job.evidence_id),
+                                    context=MatchContext(settings=settings, store=store))
             log.info("cross-matched %s: %d new match(es)", result.evidence_id, result.new)
         except Exception as exc:
             log.warning("crossmatch job %d failed: %s", job.id, exc)

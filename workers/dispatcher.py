@@ -111,7 +111,7 @@ class Dispatcher:
         busy |= self.books.reap_expired() > 0
         busy |= self.take_intake() > 0
         busy |= self.take_plans() > 0
-        busy |= crossmatch.take(self.factory, self.settings, owner=self.owner) > 0
+        busy |= crossmatch.take(self.factory, self.settings, owner=self.owner, store=self.store) > 0
         busy |= self.submit_analysis() > 0
         busy |= self.submit_matches() > 0
         busy |= self.collect(timeout=0.01 if busy else IDLE_WAIT) > 0
