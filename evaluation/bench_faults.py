@@ -38,10 +38,8 @@ import datetime as dt
 import json
 import math
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -50,9 +48,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluation.bench_ingest import BenchmarkError, _hermetic_environment
+from evaluation.bench_ingest import BenchmarkError
 from evaluation.common import RESULTS, describe, locard_commit, machine_info
 from evaluation.fault_checks import Upload, check, make_evidence, wait_terminal
+from evaluation.private_stack import private_stack
 from locard import processes
 from locard.client import ApiError, LocardClient
 from locard.stack import EmbeddedStack, StackError, StackState
@@ -241,27 +240,21 @@ def run_benchmark(files: int, duplicates: int, stall_seconds: float, say: Say, *
                   recovery_timeout: float = 900.0) -> dict[str, Any]:
     if files < 10:
         raise ValueError("--files must be at least 10")
-    dropped = _hermetic_environment()
-    if dropped:
-        say(f"(ignoring {', '.join(dropped)} from the environment: the benchmark runs its own stack)")
     started_at = dt.datetime.now(dt.UTC)
     total_clock = time.perf_counter()
-    home = Path(tempfile.mkdtemp(prefix="locard-faults-home-"))
-    keep = keep_home
-    stack = EmbeddedStack(Settings(home=home))
-    try:
+    with private_stack(say, keep_home=keep_home, prefix="locard-faults") as bench:
         uploads = make_evidence(files, duplicates)
         say(f"Made {files} distinct files and {len(uploads) - files} repeats "
             f"({sum(len(u.data) for u in uploads) / 1e6:.1f} MB)")
         up_clock = time.perf_counter()
-        state = stack.up(say)
+        state = bench.stack.up(say)
         up_seconds = time.perf_counter() - up_clock
         client = LocardClient(state.api_url, username=state.operator, password=state.operator_password,
                               timeout=max(60.0, stall_seconds + 30))
         case_id = str(client.ensure_case(f"FAULTS-{started_at:%Y%m%d%H%M%S}", "Locard fault benchmark")["id"])
         clock = time.monotonic()
         uploader = Uploader(client, case_id, uploads, clock, retry_seconds=max(300.0, stall_seconds * 4))
-        faults = Faults(stack, state, stall_seconds, clock, say)
+        faults = Faults(bench.stack, state, stall_seconds, clock, say)
         say(f"Uploading {len(uploads)} files in {len(uploader.bursts)} bursts, {CONCURRENCY} uploaders, "
             "while injecting faults")
         injector_error: list[BaseException] = []
@@ -287,7 +280,7 @@ def run_benchmark(files: int, duplicates: int, stall_seconds: float, say: Say, *
             after = [u.acknowledged_at for u in uploads if u.acknowledged_at and u.started >= fault.cleared_s]
             fault.recovered_after_s = round(min(after) - fault.cleared_s, 2) if after else None
         say("Uploads done; waiting for every job to finish ...")
-        engine = make_engine(Settings(home=home).effective_database_url)
+        engine = make_engine(Settings(home=bench.home).effective_database_url)
         factory = session_factory(engine)
         try:
             recovery = wait_terminal(factory, case_id, recovery_timeout)
@@ -297,7 +290,7 @@ def run_benchmark(files: int, duplicates: int, stall_seconds: float, say: Say, *
         last_cleared = max(f.cleared_s for f in faults.timeline)
         must_be_zero = {key: result[key] for key in ("lost", "duplicated", "half_written", "not_terminal",
                                                      "unacknowledged")}
-        keep = keep or any(must_be_zero.values())
+        bench.keep = bench.keep or any(must_be_zero.values())
         acknowledged = [u for u in uploads if u.evidence_id]
         return {
             "benchmark": "faults",
@@ -327,17 +320,6 @@ def run_benchmark(files: int, duplicates: int, stall_seconds: float, say: Say, *
             "checks": result,
             "total_seconds": round(time.perf_counter() - total_clock, 1),
         }
-    except BaseException:
-        keep = True
-        raise
-    finally:
-        try:
-            stack.down(say)
-        finally:
-            if keep:
-                say(f"Kept the benchmark's home for inspection: {home} (logs in {home / 'logs'})")
-            else:
-                shutil.rmtree(home, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,9 +24,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,8 +34,8 @@ from typing import Any
 import httpx
 
 from evaluation.common import RESULTS, describe, locard_commit, machine_info
-from locard.stack import EmbeddedStack, StackError
-from storage.settings import Settings
+from evaluation.private_stack import private_stack
+from locard.stack import StackError
 
 DEFAULT_OUT = RESULTS / "first_match.json"
 DEFAULT_SCENES = 10
@@ -154,14 +152,6 @@ def register(api: Api, plates: list[str], reference: Path, case_id: str, timeout
     return photo
 
 
-def _hermetic_environment() -> list[str]:
-    """Drop LOCARD_* and RAY_ADDRESS from the environment the stack's processes inherit (see bench_ingest)."""
-    dropped = sorted(key for key in os.environ if key.startswith("LOCARD_") or key == "RAY_ADDRESS")
-    for key in dropped:
-        del os.environ[key]
-    return dropped
-
-
 def run_benchmark(scenes: int, analyzers: str, say: Say, *, keep_home: bool = False,
                   timeout: float = TIMEOUT_SECONDS) -> dict[str, Any]:
     """Start a private embedded stack, register, time the scenes, stop the stack; returns the results."""
@@ -170,24 +160,17 @@ def run_benchmark(scenes: int, analyzers: str, say: Say, *, keep_home: bool = Fa
 
     if scenes < 1:
         raise ValueError("--scenes must be at least 1")
-    dropped = _hermetic_environment()
-    if dropped:
-        say(f"(ignoring {', '.join(dropped)} from the environment: the benchmark runs its own stack)")
-    if analyzers:
-        os.environ["LOCARD_ANALYZERS"] = analyzers
     started_at = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
-    home = Path(tempfile.mkdtemp(prefix="locard-bench-home-"))
-    work = Path(tempfile.mkdtemp(prefix="locard-bench-files-"))
-    keep = keep_home
-    stack = EmbeddedStack(Settings(home=home))
-    plates = scene_plates(scenes)
-    paths = [scene_photo(PlateSample(f"scene {index}", plate, (255, 255, 255), (0, 0, 0), None, "CZ",
-                                     frozenset({"CZ"})), work, f"scene-{index:02d}.jpg")
-             for index, plate in enumerate(plates)]
-    try:
+    with private_stack(say, keep_home=keep_home) as bench:
+        if analyzers:  # after the environment is cleared of the user's LOCARD_* settings
+            os.environ["LOCARD_ANALYZERS"] = analyzers
+        plates = scene_plates(scenes)
+        paths = [scene_photo(PlateSample(f"scene {index}", plate, (255, 255, 255), (0, 0, 0), None, "CZ",
+                                         frozenset({"CZ"})), bench.work, f"scene-{index:02d}.jpg")
+                 for index, plate in enumerate(plates)]
         up_clock = time.perf_counter()
-        state = stack.up(say)
+        state = bench.stack.up(say)
         up_seconds = time.perf_counter() - up_clock
         api = Api(state.api_url, username=state.operator, password=state.operator_password)
         try:
@@ -195,7 +178,7 @@ def run_benchmark(scenes: int, analyzers: str, say: Say, *, keep_home: bool = Fa
             case = api.post("/cases", {"reference": CASE_REFERENCE, "title": "Locard first-match benchmark"})
             say("Registering the person (reference photo analysed) and the vehicles ...")
             reference_clock = time.perf_counter()
-            register(api, plates, reference_photo(work), references["id"], timeout)
+            register(api, plates, reference_photo(bench.work), references["id"], timeout)
             reference_seconds = time.perf_counter() - reference_clock
             results = []
             for index, (path, plate) in enumerate(zip(paths, plates, strict=True), 1):
@@ -228,18 +211,6 @@ def run_benchmark(scenes: int, analyzers: str, say: Say, *, keep_home: bool = Fa
             "scenes": [vars(result) for result in results],
             "total_seconds": round(time.perf_counter() - clock, 1),
         }
-    except BaseException:
-        keep = True
-        raise
-    finally:
-        try:
-            stack.down(say)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-            if keep:
-                say(f"Kept the benchmark's home for inspection: {home} (logs in {home / 'logs'})")
-            else:
-                shutil.rmtree(home, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

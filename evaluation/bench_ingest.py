@@ -27,11 +27,8 @@ import hashlib
 import importlib.util
 import io
 import json
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,8 +39,8 @@ from typing import Any
 import httpx
 
 from evaluation.common import describe, locard_commit, machine_info, percentile
-from locard.stack import EmbeddedStack, StackError
-from storage.settings import Settings
+from evaluation.private_stack import private_stack
+from locard.stack import StackError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "ingest.json"
@@ -292,41 +289,23 @@ def measure_throughput(api: Api, case_id: str, items: Sequence[Item], timeout: f
 # -- the run ------------------------------------------------------------------------------------------
 
 
-def _hermetic_environment() -> list[str]:
-    """Drop LOCARD_* and RAY_ADDRESS from this process's environment, which the stack hands its processes.
-
-    Otherwise a user's LOCARD_DATABASE_URL or RAY_ADDRESS would point the benchmark's stack at their data.
-    """
-    dropped = sorted(key for key in os.environ if key.startswith("LOCARD_") or key == "RAY_ADDRESS")
-    for key in dropped:
-        del os.environ[key]
-    return dropped
-
-
 def run_benchmark(items: int, latency_items: int, say: Say, *, keep_home: bool = False,
                   timeout: float = 150.0) -> dict[str, Any]:
     """Start a private embedded stack, run both phases, stop the stack; returns the results."""
     if items < 2:
         raise ValueError("--items must be at least 2")
     latency_items = max(1, min(latency_items, items - 1))
-    dropped = _hermetic_environment()
-    if dropped:
-        say(f"(ignoring {', '.join(dropped)} from the environment: the benchmark runs its own stack)")
     started_at = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
-    home = Path(tempfile.mkdtemp(prefix="locard-bench-home-"))
-    work = Path(tempfile.mkdtemp(prefix="locard-bench-files-"))
-    keep = keep_home
-    stack = EmbeddedStack(Settings(home=home))
-    try:
+    with private_stack(say, keep_home=keep_home) as bench:
         sources = source_photos()
         # One extra item warms the analyzer actors up (its latency is reported on its own).
-        paths = make_distinct_images(sources, items + 1, work)
+        paths = make_distinct_images(sources, items + 1, bench.work)
         evidence = [Item(path=path, data=path.read_bytes()) for path in paths]
         say(f"Made {len(evidence)} distinct JPEGs from {len(sources)} photos "
-            f"({sum(len(i.data) for i in evidence) / 1e6:.1f} MB) in {work}")
+            f"({sum(len(i.data) for i in evidence) / 1e6:.1f} MB) in {bench.work}")
         up_clock = time.perf_counter()
-        state = stack.up(say)
+        state = bench.stack.up(say)
         up_seconds = time.perf_counter() - up_clock
         api = Api(state.api_url, username=state.operator, password=state.operator_password)
         try:
@@ -345,7 +324,7 @@ def run_benchmark(items: int, latency_items: int, say: Say, *, keep_home: bool =
         failed = [{"evidence_id": status["evidence_id"], "analyzer": run["analyzer"], "error": run["error"]}
                   for status in statuses.values() for run in status["runs"] if run["status"] == "failed"]
         failed_jobs = sum(1 for status in statuses.values() for job in status["jobs"] if job["state"] == "failed")
-        keep = keep or bool(failed) or bool(failed_jobs)
+        bench.keep = bench.keep or bool(failed) or bool(failed_jobs)
         return {
             "benchmark": "ingest",
             "timestamp": started_at.isoformat(timespec="seconds"),
@@ -373,18 +352,6 @@ def run_benchmark(items: int, latency_items: int, say: Say, *, keep_home: bool =
             "failures": failed[:20],
             "total_seconds": round(time.perf_counter() - clock, 1),
         }
-    except BaseException:
-        keep = True
-        raise
-    finally:
-        try:
-            stack.down(say)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-            if keep:
-                say(f"Kept the benchmark's home for inspection: {home} (logs in {home / 'logs'})")
-            else:
-                shutil.rmtree(home, ignore_errors=True)
 
 
 def summary(result: dict[str, Any]) -> str:
