@@ -28,16 +28,26 @@ _HEADS = cast(Table, ChainHead.__table__)
 _FIELDS = {"audit": AUDIT_FIELDS, "custody": CUSTODY_FIELDS}
 
 
+INSTALLED = "_locard_chained"  # set on a factory once its sessions chain
+
+
 def install(factory: sessionmaker[Session]) -> None:
     """Chain the audit and custody rows of every session `factory` makes, with `factory.kw["info"]["chain_key"]`
-    (the development key when it has none). Installing twice is harmless."""
-    if not event.contains(factory, "before_flush", _chain_new_rows):
-        event.listen(factory, "before_flush", _chain_new_rows)
+    (the development key when it has none). Installing twice is harmless.
+
+    Whether it is installed is marked on the factory itself, not asked of `event.contains`: SQLAlchemy's event
+    registry keys listeners by `id()` of the session class each sessionmaker makes, and keeps the key after that
+    class is collected, so a new factory whose class reused the address looked installed and was not.
+    """
+    if getattr(factory, INSTALLED, False):
+        return
+    event.listen(factory, "before_flush", _chain_new_rows)
+    setattr(factory, INSTALLED, True)
 
 
 def installed(factory: sessionmaker[Session]) -> bool:
     """Whether the sessions of `factory` chain their audit and custody rows."""
-    return event.contains(factory, "before_flush", _chain_new_rows)
+    return bool(getattr(factory, INSTALLED, False))
 
 
 def _lock_heads(connection: Connection) -> dict[str, tuple[int, str]]:

@@ -7,6 +7,7 @@ record-store tests check that only sessions of `storage.db.session_factory` chai
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -100,3 +101,18 @@ def test_only_sessions_of_the_locard_factory_chain(engine: Engine) -> None:
         result = audit.verify(session, chain="audit", key=KEY)
     assert [row.id for row in rows] == [1, 2] and rows[1].prev_hash == rows[0].entry_hash
     assert result.ok and result.checked == 2 and _head(engine) == 2
+
+
+def test_every_factory_chains_even_when_its_session_class_reuses_a_collected_ones_address(engine: Engine) -> None:
+    """SQLAlchemy keys event listeners by the id() of each sessionmaker's session class and keeps the key after
+    the class is collected: a new factory whose class landed at the same address looked installed and was not
+    (262 of 300 factories in a loop, before the install was marked on the factory)."""
+    for n in range(100):
+        factory = session_factory(engine, chain_key=KEY)
+        with transaction(factory) as session:
+            entry = audit.record(session, actor="locard", roles=[], action="consultation", resource="evidence",
+                                 detail={"n": n})
+            session.flush()
+            assert entry.entry_hash is not None, f"factory {n} does not chain"
+        del factory, session
+        gc.collect()
