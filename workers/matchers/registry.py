@@ -9,7 +9,7 @@ from storage.matches import MODALITIES
 from workers.matchers.base import Matcher
 
 _MATCHERS: dict[str, type[Matcher]] = {}
-_INFRASTRUCTURE = {"base", "registry", "indexes", "image_indexes"}  # indexes: what matchers search, per process
+_INFRASTRUCTURE = {"base", "registry", "indexes", "image_indexes", "face_spaces"}  # indexes: what matchers search
 
 
 def register(cls: type[Matcher]) -> type[Matcher]:
