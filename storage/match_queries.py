@@ -12,29 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from storage.matches import Match, MatchKey
+from storage.matches import FindingSide, Match, MatchKey
 from storage.tables import AnalysisRun, Case, Finding
 
 
 @dataclass(frozen=True)
-class KeyedFinding:
+class KeyedFinding(FindingSide):
     """A finding found by one or more of the keys looked up: which ones, and whether it read one (`exact`) or had
     it only among its reader's alternatives."""
 
-    finding_id: str
-    evidence_id: str
-    case_id: str
-    kind: str
-    analyzer: str
-    analyzer_version: str
-    label: str | None
-    confidence: float | None
-    data: dict[str, Any]
     keys: dict[str, bool]  # key -> exact
 
 
@@ -101,6 +91,4 @@ def findings_with_keys(session: Session, *, modality: str, keys: Collection[str]
                 .order_by(MatchKey.id)).tuples():
             found = held.setdefault(finding_id, {})
             found[key] = found.get(key, False) or exact
-    return [KeyedFinding(finding_id=f.id, evidence_id=f.evidence_id, case_id=f.case_id, kind=f.kind,
-                         analyzer=f.analyzer, analyzer_version=version, label=f.label, confidence=f.confidence,
-                         data=dict(f.data), keys=held.get(f.id, {})) for f, version in rows]
+    return [KeyedFinding(**vars(FindingSide.of(f, version)), keys=held.get(f.id, {})) for f, version in rows]

@@ -8,7 +8,8 @@ applied)), which matcher made it, and what a reviewer needs (both readings, the 
 Its `status` is an examiner's verdict, "candidate" until one is given (MATCH_STATUSES).
 
 Idempotent: (modality, side A finding, side B) is unique, and a finding-to-finding pair is kept once whichever
-side proposes it again, so matching an item twice adds nothing.
+side proposes it again (`pair_key`, unique: also when two matcher actors match both items of a pair at once), so
+matching an item twice adds nothing.
 
 Re-analysis replaces an analyzer's findings (new ids). A match is never deleted: when a finding on either of its
 sides no longer exists, the match is marked `superseded_at` (`supersede_stale`) and kept, with its finding ids,
@@ -60,6 +61,7 @@ class Match(Base):
     __tablename__ = "matches"
     __table_args__ = (
         UniqueConstraint("modality", "finding_id", "target_kind", "target_id", name="uq_matches_sides"),
+        UniqueConstraint("pair_key", name="uq_matches_pair"),
         Index("ix_matches_target", "target_kind", "target_id"),
     )
 
@@ -92,6 +94,8 @@ class Match(Base):
     reviewed_at: Mapped[dt.datetime | None] = mapped_column()
     superseded_at: Mapped[dt.datetime | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # The two sides in an order that does not depend on who proposed the match (`pair_key`): unique.
+    pair_key: Mapped[str | None] = mapped_column(String(120))
 
 
 class MatchKey(Base):
@@ -150,11 +154,10 @@ class KeyEntry:
 
 
 @dataclass(frozen=True)
-class KeyHit:
-    """A finding in other evidence found by one of its keys."""
+class FindingSide:
+    """A recorded finding as matching sees it: where it is, what made it (analyzer and version), what it holds.
+    A matcher's subject (side A, `workers.matchers.base.Subject`) and a finding found by its keys are both one."""
 
-    key: str
-    exact: bool
     finding_id: str
     evidence_id: str
     case_id: str
@@ -162,16 +165,41 @@ class KeyHit:
     analyzer: str
     analyzer_version: str
     label: str | None
+    confidence: float | None
     data: dict[str, Any]
+
+    @classmethod
+    def of(cls, finding: Finding, analyzer_version: str) -> FindingSide:
+        return cls(finding.id, finding.evidence_id, finding.case_id, finding.kind, finding.analyzer,
+                   analyzer_version, finding.label, finding.confidence, dict(finding.data))
+
+
+@dataclass(frozen=True)
+class KeyHit(FindingSide):
+    """A finding in other evidence found by one of its keys: which, and whether it is its own reading."""
+
+    key: str
+    exact: bool
+
+
+def pair_key(*, modality: str, finding_id: str, target_kind: str, target_id: str) -> str:
+    """The match's two sides, named the same whichever side proposed it (finding ids of a pair sorted)."""
+    if target_kind == "finding":
+        first, second = sorted((finding_id, target_id))
+        return f"{modality}:{first}:finding:{second}"
+    return f"{modality}:{finding_id}:{target_kind}:{target_id}"
 
 
 def add_match(session: Session, *, match: NewMatch) -> tuple[Match, bool]:
     """Record the match unless it is already recorded (a finding pair in either direction); the row and whether
-    it is new."""
+    it is new. Two processes recording the same pair at once (each matching one of its items) record it once:
+    the pair key is unique."""
     existing = _existing(session, match)
     if existing is not None:
         return existing, False
-    row = Match(**{name: getattr(match, name) for name in NewMatch.__dataclass_fields__})
+    row = Match(**{name: getattr(match, name) for name in NewMatch.__dataclass_fields__},
+                pair_key=pair_key(modality=match.modality, finding_id=match.finding_id,
+                                  target_kind=match.target_kind, target_id=match.target_id))
     try:
         with session.begin_nested():
             session.add(row)
@@ -183,12 +211,28 @@ def add_match(session: Session, *, match: NewMatch) -> tuple[Match, bool]:
     return row, True
 
 
+def refresh_register_match(session: Session, *, match: Match, score: float, detail: dict[str, Any]) -> bool:
+    """A register match proposed again, with what the register says now (a vehicle reported stolen since it was
+    matched): its score and detail are updated, the earlier detail kept under "earlier" and the verdict left as
+    it is; whether anything changed. Finding-to-finding matches, and superseded ones, are left alone."""
+    if match.target_kind == "finding" or match.superseded_at is not None:
+        return False
+    current = {key: value for key, value in match.detail.items() if key != "earlier"}
+    if current == detail and match.score == score:
+        return False
+    match.detail = {**detail, "earlier": {"score": match.score, "detail": current, "until": utcnow().isoformat()}}
+    match.score = score
+    return True
+
+
 def _existing(session: Session, match: NewMatch) -> Match | None:
     same: ColumnElement[bool] = and_(Match.modality == match.modality, Match.finding_id == match.finding_id,
                                      Match.target_kind == match.target_kind, Match.target_id == match.target_id)
     if match.target_kind == "finding":
         same = or_(same, (Match.modality == match.modality) & (Match.finding_id == match.target_id)
                    & (Match.target_kind == "finding") & (Match.target_id == match.finding_id))
+    same = or_(same, Match.pair_key == pair_key(modality=match.modality, finding_id=match.finding_id,
+                                               target_kind=match.target_kind, target_id=match.target_id))
     return session.scalars(select(Match).where(same).limit(1)).first()
 
 
@@ -215,9 +259,7 @@ def findings_by_keys(session: Session, *, modality: str, keys: Sequence[str],
         query = query.where(MatchKey.evidence_id != exclude_evidence_id)
     hits = []
     for key, exact, finding, version in session.execute(query.order_by(MatchKey.id)).tuples():
-        hits.append(KeyHit(key=key, exact=exact, finding_id=finding.id, evidence_id=finding.evidence_id,
-                           case_id=finding.case_id, kind=finding.kind, analyzer=finding.analyzer,
-                           analyzer_version=version, label=finding.label, data=dict(finding.data)))
+        hits.append(KeyHit(**vars(FindingSide.of(finding, version)), key=key, exact=exact))
     return hits
 
 

@@ -103,3 +103,30 @@ class MatchAnswer:
 
     result: dict[str, Any] | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class MatchWork:
+    """A job for a matcher actor (`workers.matcher_worker`): cross-match an item ("crossmatch"), answer a search
+    ("search") or a fingerprint request ("match"), or find the items a register change concerns ("rematch").
+    The actor ends the job itself, in the name of `owner` (the dispatcher holding its lease), in the transaction
+    that records the work, so a job whose lease was lost records nothing."""
+
+    job_id: int
+    kind: str
+    owner: str
+    evidence_id: str | None
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class MatchDone:
+    """How a matcher actor ended a job: "succeeded", "failed" (retried later while attempts remain), or "lost"
+    (the lease had passed to another dispatcher: nothing was recorded); `summary` says what it did."""
+
+    job_id: int
+    state: str
+    summary: str = ""
+    error: str | None = None

@@ -4,7 +4,9 @@ The national number is the natural key (eleven digits, kept without separators, 
 `storage.identifiers`); names are kept as given, with folded copies (lower case, no accents: `textsearch.fold`)
 for lookups by prefix. A date of birth that the number fixes must agree with it, and is taken from it when the
 record gives none. Reference photos are evidence items linked to the person (`person_photos`); their faces are
-found by the faces analyzer like any evidence's, and matched by the face matcher.
+found by the faces analyzer like any evidence's, and matched by the face matcher. A person added, or given a
+reference photo, is re-matched with older evidence (`storage.rematch`: one job, run later): older faces of them,
+and their national number in older text.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from storage.identifiers import national_number_digits, parse_national_number
 from storage.registers import MAX_NAME_CHARS, RowError, country_field, date_field, text
+from storage.rematch import queue_rematch
 from storage.tables import Base, new_id, utcnow
 from storage.textsearch import fold
 
@@ -112,6 +115,7 @@ def put_person(session: Session, *, row: PersonRow) -> tuple[Person, str]:
         person = Person(**row.values())
         session.add(person)
         session.flush()
+        queue_rematch(session, target_kind="person", target_ids=[person.id], reason="added")
         return person, "added"
     if row_of(person) == row:
         return person, "unchanged"
@@ -153,8 +157,11 @@ def link_photo(session: Session, *, person_id: str, evidence_id: str, added_by: 
     """Make the evidence item a reference photo of the person; False when it already was one."""
     if session.get(PersonPhoto, (person_id, evidence_id)) is not None:
         return False
-    session.add(PersonPhoto(person_id=person_id, evidence_id=evidence_id, added_by=added_by))
+    link = PersonPhoto(person_id=person_id, evidence_id=evidence_id, added_by=added_by)
+    session.add(link)
     session.flush()
+    queue_rematch(session, target_kind="person", target_ids=[person_id],
+                  reason=f"photo:{evidence_id}:{link.added_at.isoformat()}")
     return True
 
 

@@ -7,7 +7,9 @@ file of a million rows takes the memory of one batch. A bad record is reported w
 reason, and the good ones are kept. The import is idempotent on the natural keys (the national number; the plate
 key with the country): a record equal to the register's is left alone ("unchanged"), a different one updates it,
 and importing the same file again changes nothing. A key seen twice in one file is kept from its first line and
-reported on the later ones (the file's keys are remembered in a temporary table, not in memory).
+reported on the later ones (the file's keys are remembered in a temporary table, not in memory). The records of
+a batch that may match older evidence (added ones; vehicles whose plate or status changed) are re-matched with it
+by ONE job queued in the batch's transaction (`storage.rematch`), never by work at import time.
 
 A file that cannot be imported at all (empty, a CSV header with unknown, missing or repeated columns) raises
 ImportFileError before anything is written. Every import, refused ones too, is one entry in the audit log: who,
@@ -41,6 +43,7 @@ from storage.register_files import (
     jsonl_records,
 )
 from storage.registers import RowError
+from storage.rematch import queue_rematch
 from storage.tables import new_id, utcnow
 from storage.vehicles import (
     ROW_COLUMNS,
@@ -108,19 +111,29 @@ class _Register:
     key_columns: tuple[str, ...]
     row_type: type[PersonRow] | type[VehicleRow]
     row_columns: tuple[str, ...]
+    target_kind: str  # what `storage.rematch` calls its records
 
 
 _REGISTERS = {
     "persons": _Register(PERSON_FIELDS, PERSON_REQUIRED, parse_person, cast(Table, Person.__table__),
-                         ("national_number",), PersonRow, tuple(PersonRow.__dataclass_fields__)),
+                         ("national_number",), PersonRow, tuple(PersonRow.__dataclass_fields__), "person"),
     "vehicles": _Register(VEHICLE_FIELDS, VEHICLE_REQUIRED, parse_vehicle, cast(Table, Vehicle.__table__),
-                          ("plate_key", "country"), VehicleRow, ROW_COLUMNS),
+                          ("plate_key", "country"), VehicleRow, ROW_COLUMNS, "vehicle"),
 }
 _HISTORY = cast(Table, VehicleStatusChange.__table__)
 
 
 def _key_text(row: Row) -> str:
     return row.key if isinstance(row, PersonRow) else f"{row.country}:{row.plate_key}"
+
+
+def _may_match_anew(row: Row, before: Row | None) -> bool:
+    """Whether the record written may match older evidence it did not match: a new record, or a vehicle whose
+    plate or status changed (`storage.rematch`)."""
+    if before is None:
+        return True
+    return isinstance(row, VehicleRow) and isinstance(before, VehicleRow) and (
+        (row.plate, row.status) != (before.plate, before.status))
 
 
 def _keys_table() -> Table:
@@ -192,8 +205,9 @@ class _Writer:
                                                            for line, row in fresh])
             existing = self._existing([row for _, row in fresh])
             now = utcnow()
-            changed: list[Row] = []
+            changed: list[tuple[str, Row]] = []
             history: list[Row] = []
+            rematch: list[str] = []
             for _, row in fresh:
                 present = existing.get(_key_text(row))
                 if present is not None and present[1] == row:
@@ -203,17 +217,24 @@ class _Writer:
                     report.added += 1
                 else:
                     report.updated += 1
-                changed.append(row)
+                row_id = new_id() if present is None else present[0]
+                changed.append((row_id, row))
+                if _may_match_anew(row, None if present is None else present[1]):
+                    rematch.append(row_id)
                 if isinstance(row, VehicleRow) and (row.status_fields != cast(VehicleRow, present[1]).status_fields
                                                     if present is not None else row.status != "none"):
                     history.append(row)
             if not changed:
                 return
-            columns = [name for name in changed[0].values() if name not in self.spec.key_columns]
+            columns = [name for name in changed[0][1].values() if name not in self.spec.key_columns]
             _upsert(self.connection, self.spec.table, self.spec.key_columns, columns,
-                    [{"id": new_id(), "created_at": now, "updated_at": now, **row.values()} for row in changed])
+                    [{"id": row_id, "created_at": now, "updated_at": now, **row.values()} for row_id, row in changed])
             if history:
                 self._history(cast(list[VehicleRow], history))
+            if rematch:
+                with Session(bind=self.connection) as session:  # joins the batch's transaction
+                    queue_rematch(session, target_kind=self.spec.target_kind, target_ids=rematch,
+                                  reason=f"import:{now.isoformat()}")
 
     def _history(self, rows: list[VehicleRow]) -> None:
         ids = {key: vehicle_id for key, (vehicle_id, _row) in self._existing(list(rows)).items()}

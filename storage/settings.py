@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     max_pages_per_job: int = Field(default=20, ge=1)  # longer documents are read as page-range jobs
     max_document_pages: int = Field(default=2000, ge=1)  # pages of one document read at most
 
+    # Matching: actors holding the indexes (each a full copy), taking cross-matching, searches and re-matching.
+    matcher_actors: int = Field(default=1, ge=1, le=64)
     # Fingerprint matching.
     fingerprint_match_threshold: int = Field(default=40, ge=1)  # Bozorth3 score reported as a probable match
     fingerprint_search_rerank: int = Field(default=100, ge=1, le=10_000)  # index candidates re-scored by Bozorth3

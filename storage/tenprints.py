@@ -14,7 +14,8 @@ A record keeps the template and finding it was enrolled from, for the record; th
 the item's *current* template, so re-analysing a print (a new analyzer version) keeps it enrolled. One record per
 (person, finger, impression), and one per print item: a print is one finger of one person. Enrolling the same
 item again as the same finger is a no-op; anything else that would contradict a record is refused
-(`EnrolmentRefused`): withdraw the record first.
+(`EnrolmentRefused`): withdraw the record first. A new record is re-matched with the older prints of every case
+(`storage.rematch`: one job, run later), so a latent left before the enrolment finds the person.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, func, sele
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from storage.persons import Person
+from storage.rematch import queue_rematch
 from storage.tables import AnalysisRun, Base, CustodyEvent, Evidence, Finding, FingerprintTemplate, new_id, utcnow
 
 TEMPLATE_KIND = "fingerprint.template"  # the fingerprints analyzer's finding (workers.analyzers.fingerprints.KIND)
@@ -153,6 +155,7 @@ def enrol(session: Session, *, person_id: str, evidence_id: str, finger: int, im
         "person_id": person_id, "finger": finger, "finger_name": finger_name(finger), "impression": impression,
         "template_id": template.id, "nfiq2": template.nfiq2}))
     session.flush()
+    queue_rematch(session, target_kind="tenprint", target_ids=[record.id], reason="enrolled")
     return record, True
 
 

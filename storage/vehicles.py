@@ -4,7 +4,8 @@ The natural key is the plate key (`storage.identifiers.plate_key`: letters and d
 registration country; the plate as registered is kept too. A vehicle's status is one of VEHICLE_STATUSES, with
 the authority and the date that set it; every change of status (and a first status other than "none") is kept
 in `vehicle_status_history`. The plate matcher reads plates with `workers.plate_formats` and asks the register
-for the keys it finds (`vehicles_by_plate_keys`), the OCR-tolerant candidates included.
+for the keys it finds (`vehicles_by_plate_keys`), the OCR-tolerant candidates included. A vehicle added, or whose
+plate or status changes, is re-matched with older evidence (`storage.rematch`: one job, run later).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from storage.identifiers import national_number_digits, parse_national_number, plate_key
 from storage.registers import MAX_NAME_CHARS, RowError, country_field, date_field, text
+from storage.rematch import queue_rematch
 from storage.tables import Base, new_id, utcnow
 
 VEHICLE_STATUSES = ("none", "stolen", "wanted", "signalled")
@@ -138,6 +140,7 @@ def put_vehicle(session: Session, *, row: VehicleRow, recorded_by: str) -> tuple
         session.flush()
         if row.status != "none":
             session.add(VehicleStatusChange(**history_entry(vehicle_id=vehicle.id, row=row, recorded_by=recorded_by)))
+        queue_rematch(session, target_kind="vehicle", target_ids=[vehicle.id], reason="added")
         return vehicle, "added"
     before = row_of(vehicle)
     if before == row:
@@ -148,6 +151,9 @@ def put_vehicle(session: Session, *, row: VehicleRow, recorded_by: str) -> tuple
     if before.status_fields != row.status_fields:
         session.add(VehicleStatusChange(**history_entry(vehicle_id=vehicle.id, row=row, recorded_by=recorded_by)))
     session.flush()
+    if (before.plate, before.status) != (row.plate, row.status):
+        queue_rematch(session, target_kind="vehicle", target_ids=[vehicle.id],
+                      reason=f"changed:{row.status}:{vehicle.updated_at.isoformat()}")
     return vehicle, "updated"
 
 

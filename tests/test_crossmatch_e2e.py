@@ -38,7 +38,7 @@ from tests.test_dispatcher import ray_cluster  # noqa: F401 - a module-scoped fi
 from workers.analyzers import registry
 from workers.dispatcher import Dispatcher
 from workers.matchers.faces import DISTANCE_THRESHOLD, dlib_vector
-from workers.service import ray_actor_factory
+from workers.service import ray_actor_factory, ray_matcher_factory
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900),
               pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
@@ -52,10 +52,12 @@ POLL_SECONDS = 0.2
 @pytest.fixture
 def dispatcher(ray_cluster: None, settings: Settings, factory: sessionmaker[Session],  # noqa: F811
                s3_store: S3ObjectStore) -> Iterator[Dispatcher]:
-    """The worker service's dispatcher, on Ray actors for the image analyzers, running until the test ends."""
+    """The worker service's dispatcher, on Ray actors for the image analyzers and a matcher actor holding the
+    indexes, running until the test ends."""
     analyzers = registry.select(list(ANALYZERS))
     settings = settings.model_copy(update={"job_lease_seconds": 120.0})  # two busy cores: no lease runs out
-    running = Dispatcher(settings, factory, s3_store, analyzers, actor_factory=ray_actor_factory(settings, analyzers))
+    running = Dispatcher(settings, factory, s3_store, analyzers, actor_factory=ray_actor_factory(settings, analyzers),
+                         matcher_factory=ray_matcher_factory(settings, fingerprints=False))
     running.warm_up()
     stop = threading.Event()
     thread = threading.Thread(target=running.run, args=(stop,), daemon=True)
@@ -115,6 +117,7 @@ def by_target(found: list[dict[str, Any]], modality: str, kind: str) -> dict[str
 def test_a_photo_of_a_registered_person_beside_her_car_is_matched_with_no_request(
         dispatcher: Dispatcher, settings: Settings, factory: sessionmaker[Session], s3_store: S3ObjectStore,
         tmp_path: Path) -> None:
+    assert dispatcher.local_matcher is None and len(dispatcher.matchers) == 1  # matching runs on a Ray actor
     with TestClient(create_app(settings, store=s3_store)) as client:
         log_in(client)
         cases = {reference: _ok(client.post(f"{V1}/cases", json={"reference": reference, "title": title}), 201)["id"]

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage import analysis, jobs, matching
+from storage.searches import SEARCH_JOB
 from storage.db import transaction
 from storage.messages import RunOutcome
 from storage.settings import Settings
@@ -124,7 +125,7 @@ class Bookkeeper:
         with transaction(self.factory) as session:
             stale = jobs.expired(session, now=utcnow())
             for job in stale:
-                if job.kind == "match" and job.attempts >= job.max_attempts:
+                if job.kind in ("match", SEARCH_JOB) and job.attempts >= job.max_attempts:
                     matching.finish_request(session, request_id=job.payload["request_id"], result=None,
                                             error="the matcher stopped answering; the request was abandoned")
                 analysis.record_abandoned(

@@ -3,7 +3,8 @@
 One loop, in one process per deployment (more are safe: claims are compare-and-set):
 sweep the bucket for unseen objects, take intake jobs (`workers.intake_jobs`), plan analysis for new evidence
 (`workers.planning`), lease analysis jobs to analyzer actors, record each outcome (`workers.bookkeeping`), and
-cross-match each item whose analysis is over (`workers.crossmatch`: light database work, run in this process).
+lease matching jobs (cross-matching an item whose analysis is over, searches, re-matching, fingerprint requests)
+to the matcher actors that hold the indexes (`workers.matcher_worker`), which record the work and end the job.
 Leases of in-flight work are renewed; a lease that runs out (the dispatcher or Ray died) is closed as a failed
 run and the job goes back in the queue, within bounds. Actors are reached only through a `workers.runtime.Runtime`
 (Ray in production, an in-process fake in tests), and time is read from `clock`.
@@ -30,13 +31,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage import analysis, jobs, matching
 from storage.db import reading, transaction
-from storage.messages import MatchAnswer, RunOutcome
+from storage.messages import MatchDone, MatchWork, RunOutcome
 from storage.objectstore import ObjectStore
 from storage.settings import Settings
-from workers import crossmatch, intake_jobs
+from workers import intake_jobs
 from workers.actor import time_budget_seconds
 from workers.analyzers.base import Analyzer
 from workers.bookkeeping import Bookkeeper, failed
+from workers.matcher_worker import FINGERPRINT, KINDS, MatcherWorker
 from workers.runtime import CallFailed, RayRuntime, Runtime, WorkerLost, WorkerUnavailable
 
 log = logging.getLogger("locard.dispatcher")
@@ -69,8 +71,14 @@ class Dispatcher:
         self.owner = f"dispatcher:{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.books = Bookkeeper(settings, factory, analyzers, owner=self.owner)
         self.pools = {name: [actor_factory(name) for _ in range(actors_per_analyzer)] for name in analyzers}
-        # Fingerprint verification and search requests go to the matcher (None: this deployment runs none).
-        self.matcher = matcher_factory() if matcher_factory is not None else None
+        # Matching jobs go to the matcher actors (`settings.matcher_actors` of them). Without a factory (tools and
+        # tests) one matcher works in this process, between the steps of the loop, and takes no fingerprint
+        # requests (the worker service always starts actors).
+        self.matchers = ([matcher_factory() for _ in range(settings.matcher_actors)]
+                         if matcher_factory is not None else [])
+        self.local_matcher = (MatcherWorker(settings, fingerprints=False, factory=factory, store=store)
+                              if matcher_factory is None else None)
+        self._next_matcher = 0
         self.in_flight: dict[Any, InFlight] = {}
         self._next_actor = dict.fromkeys(analyzers, 0)
         self._last_sweep: float | None = None
@@ -78,9 +86,7 @@ class Dispatcher:
 
     def warm_up(self, timeout: float = 600.0) -> None:
         """Wait until every analyzer actor has loaded its models (a broken model fails start-up, not a job)."""
-        actors = [actor for pool in self.pools.values() for actor in pool]
-        if self.matcher is not None:
-            actors.append(self.matcher)
+        actors = [actor for pool in self.pools.values() for actor in pool] + self.matchers
         deadline = time.monotonic() + timeout
         for handle in [self.runtime.call(actor, "ping") for actor in actors]:
             self.runtime.result(handle, timeout=max(0.0, deadline - time.monotonic()))
@@ -111,9 +117,8 @@ class Dispatcher:
         busy |= self.books.reap_expired() > 0
         busy |= self.take_intake() > 0
         busy |= self.take_plans() > 0
-        busy |= crossmatch.take(self.factory, self.settings, owner=self.owner, store=self.store) > 0
         busy |= self.submit_analysis() > 0
-        busy |= self.submit_matches() > 0
+        busy |= self.submit_matching() > 0
         busy |= self.collect(timeout=0.01 if busy else IDLE_WAIT) > 0
         busy |= self.enforce_budgets() > 0
         self.renew_leases()
@@ -170,8 +175,8 @@ class Dispatcher:
             if flight is None:
                 continue
             self._start_next(flight.actor)
-            if flight.job.kind == "match":
-                self._close_match(flight.job, ref)
+            if flight.job.kind in KINDS:
+                self._close_matching(flight.job, ref)
                 continue
             job = flight.job
             try:
@@ -228,35 +233,56 @@ class Dispatcher:
         except Exception as exc:  # an actor that is already gone needs no killing
             log.warning("could not stop a replaced %s worker: %s", name, exc)
 
-    # -- fingerprint matching --------------------------------------------------------------------
-    def submit_matches(self) -> int:
-        if self.matcher is None:
-            return 0
-        waiting = sum(1 for flight in self.in_flight.values() if flight.job.kind == "match")
-        claimed = jobs.claim(self.factory, kinds=["match"], owner=self.owner,
-                             lease_seconds=self.settings.job_lease_seconds, limit=max(0, 4 - waiting))
+    # -- matching ----------------------------------------------------------------------------------
+    def submit_matching(self) -> int:
+        """Lease matching jobs to the matcher actors (requests someone waits for first), two per actor at most."""
+        if self.local_matcher is not None:
+            return self._match_here()
+        waiting = sum(1 for flight in self.in_flight.values() if flight.job.kind in KINDS)
+        capacity = 2 * len(self.matchers) - waiting
+        taken = 0
+        for kinds in (KINDS[:2], KINDS[2:]):  # requests someone waits for, then the rest
+            if capacity - taken <= 0:
+                break
+            claimed = jobs.claim(self.factory, kinds=list(kinds), owner=self.owner,
+                                 lease_seconds=self.settings.job_lease_seconds, limit=capacity - taken)
+            for job in claimed:
+                actor = self.matchers[self._next_matcher % len(self.matchers)]
+                self._next_matcher += 1
+                self.in_flight[self.runtime.call(actor, "work", self._work(job))] = InFlight(job, actor)
+            taken += len(claimed)
+        return taken
+
+    def _match_here(self) -> int:
+        """Without matcher actors: a few matching jobs (no fingerprint requests), done in this process."""
+        assert self.local_matcher is not None
+        claimed = jobs.claim(self.factory, kinds=[kind for kind in KINDS if kind != FINGERPRINT], owner=self.owner,
+                             lease_seconds=self.settings.job_lease_seconds, limit=8)
         for job in claimed:
-            with transaction(self.factory) as session:
-                matching.mark_running(session, request_id=job.payload["request_id"])
-            handle = self.runtime.call(self.matcher, "run", job.payload["request_id"])
-            self.in_flight[handle] = InFlight(job, self.matcher)
+            done = self.local_matcher.work(self._work(job))
+            log.info("%s job %d %s: %s", job.kind, job.id, done.state, done.error or done.summary)
         return len(claimed)
 
-    def _close_match(self, job: jobs.ClaimedJob, ref: Any) -> None:
-        request_id = job.payload["request_id"]
+    def _work(self, job: jobs.ClaimedJob) -> MatchWork:
+        return MatchWork(job_id=job.id, kind=job.kind, owner=self.owner,
+                         evidence_id=str(job.evidence_id) if job.evidence_id is not None else None,
+                         payload=dict(job.payload), attempt=job.attempt, max_attempts=job.max_attempts)
+
+    def _close_matching(self, job: jobs.ClaimedJob, ref: Any) -> None:
+        """The actor ended the job itself; a job whose actor died or failed in the runtime is failed here,
+        retried once the actor is back while attempts remain (a request out of attempts gets the error)."""
         try:
-            answer: MatchAnswer = self.runtime.result(ref)
+            done: MatchDone = self.runtime.result(ref)
+            log.info("%s job %d %s: %s", job.kind, job.id, done.state, done.error or done.summary)
+            return
         except (WorkerLost, CallFailed) as exc:
-            if job.attempt < job.max_attempts:
-                with transaction(self.factory) as session:
-                    jobs.finish(session, job_id=job.id, owner=self.owner, state="failed",
-                                error=_first_line(exc), retry_in=self.settings.worker_restart_seconds)
-                return
-            answer = MatchAnswer(error=f"the matcher failed: {_first_line(exc)}")
+            error = f"the matcher failed: {_first_line(exc)}"
+        again = job.attempt < job.max_attempts
         with transaction(self.factory) as session:
-            state = "failed" if answer.error else "succeeded"
-            if jobs.finish(session, job_id=job.id, owner=self.owner, state=state, error=answer.error):
-                matching.finish_request(session, request_id=request_id, result=answer.result, error=answer.error)
+            ended = jobs.finish(session, job_id=job.id, owner=self.owner, state="failed", error=error,
+                                retry_in=self.settings.worker_restart_seconds if again else None)
+            if ended and not again and "request_id" in job.payload:
+                matching.finish_request(session, request_id=str(job.payload["request_id"]), result=None, error=error)
 
     def renew_leases(self) -> None:
         """Extend the leases of the work in flight, every third of a lease."""

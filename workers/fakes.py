@@ -5,7 +5,8 @@ one at a time, in order, so a call that hangs holds up those queued behind it, a
 does is scripted (`FakeRuntime.script`): answer (the actor's method runs), die, be restarting (both fail the calls
 queued on the actor too, and restart it), fail in the runtime, or hang until the test finishes it or the actor
 is killed. Nothing waits or sleeps: `ready` answers at
-once, and the dispatcher's time is a clock the test moves.
+once, and the dispatcher's time is a clock the test moves. Calls of other methods (a matcher's `work`) are
+scripted the same way, each method on its own.
 """
 
 from __future__ import annotations
@@ -58,11 +59,12 @@ class FakeRuntime:
         self.calls: list[FakeCall] = []
         self.killed: list[FakeActor] = []
         self.shut_down = False
-        self._script: deque[Behaviour] = deque()
+        self._scripts: dict[str, deque[Behaviour]] = {}
 
-    def script(self, *behaviours: Behaviour) -> None:
-        """How the next `run` calls behave, in the order they are made (then: answer)."""
-        self._script.extend(behaviours)
+    def script(self, *behaviours: Behaviour, method: str = "run") -> None:
+        """How the next calls of `method` (an analyzer's `run`, a matcher's `work`) behave, in the order they
+        are made (then: answer)."""
+        self._scripts.setdefault(method, deque()).extend(behaviours)
 
     # -- the Runtime contract -------------------------------------------------------------------------
     def spawn(self, cls: type, *args: Any, num_cpus: float, **kwargs: Any) -> FakeActor:
@@ -71,7 +73,8 @@ class FakeRuntime:
         return actor
 
     def call(self, actor: FakeActor, method: str, *args: Any) -> FakeCall:
-        behaviour: Behaviour = self._script.popleft() if method == "run" and self._script else "answer"
+        script = self._scripts.get(method)
+        behaviour: Behaviour = script.popleft() if script else "answer"
         call = FakeCall(actor, method, args, behaviour)
         self.calls.append(call)
         if actor.killed:

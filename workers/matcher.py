@@ -14,6 +14,8 @@ import socket
 import time
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from models.fingerprint_index import FingerprintIndex
 from storage import matching
 from storage.db import make_engine, reading, session_factory
@@ -31,9 +33,10 @@ class MatchFailed(Exception):
 class FingerprintMatcher:
     """One gallery index per actor; `run` answers one match request and never raises."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, factory: sessionmaker[Session] | None = None) -> None:
         self.settings = settings
-        self.factory = session_factory(make_engine(settings.effective_database_url), chain_key=settings.chain_key)
+        self.factory = factory if factory is not None else session_factory(
+            make_engine(settings.effective_database_url), chain_key=settings.chain_key)
         self.index = FingerprintIndex()
         self.watermark = 0
         self.evidence_of: dict[str, str] = {}

@@ -25,7 +25,7 @@ MATCHER_CPUS = 0.25
 
 
 def matcher_cpus(cluster_cpus: float) -> float:
-    """The fingerprint matcher actor's CPU reservation (a tenth of a cluster smaller than 2.5 CPUs)."""
+    """One matcher actor's CPU reservation (a tenth of a cluster smaller than 2.5 CPUs)."""
     return min(MATCHER_CPUS, cluster_cpus / 10)
 
 
@@ -35,7 +35,7 @@ def cpu_shares(analyzers: dict[str, type[Analyzer]], cluster_cpus: float,
 
     Actors hold their reservation for life; on a small machine the analyzers' nominal needs add up to more
     than it has, and an actor that cannot be placed would leave its jobs waiting for ever. `reserved` is
-    kept free for other actors (the fingerprint matcher).
+    kept free for other actors (the matchers).
     """
     wanted = sum(cls.num_cpus for cls in analyzers.values()) * actors_per_analyzer
     available = max(cluster_cpus - reserved, 0.0)
@@ -50,18 +50,20 @@ def ray_actor_factory(settings: Settings, analyzers: dict[str, type[Analyzer]], 
 
     runtime = runtime if runtime is not None else RayRuntime()
     cluster = runtime.cluster_cpus()
-    reserved = matcher_cpus(cluster) if "fingerprints" in analyzers else 0.0
+    reserved = matcher_cpus(cluster) * settings.matcher_actors
     shares = cpu_shares(analyzers, cluster, actors_per_analyzer, reserved=reserved)
     return lambda name: runtime.spawn(AnalyzerWorker, name, settings, num_cpus=shares[name])
 
 
-def ray_matcher_factory(settings: Settings, *, runtime: Runtime | None = None) -> Callable[[], Any]:
-    """Start the fingerprint matcher actor (it holds the gallery index; the runtime restarts it if it dies)."""
-    from workers.matcher import FingerprintMatcher
+def ray_matcher_factory(settings: Settings, *, fingerprints: bool = True,
+                        runtime: Runtime | None = None) -> Callable[[], Any]:
+    """Start a matcher actor (it holds the indexes, and the 1:N index of every print where `fingerprints` are
+    analysed; the runtime restarts it if it dies)."""
+    from workers.matcher_worker import MatcherWorker
 
     runtime = runtime if runtime is not None else RayRuntime()
     share = math.floor(matcher_cpus(runtime.cluster_cpus()) * 10_000) / 10_000
-    return lambda: runtime.spawn(FingerprintMatcher, settings, num_cpus=share)
+    return lambda: runtime.spawn(MatcherWorker, settings, fingerprints=fingerprints, num_cpus=share)
 
 
 def build_dispatcher(settings: Settings, *, actors_per_analyzer: int = 1) -> Dispatcher:
@@ -73,7 +75,7 @@ def build_dispatcher(settings: Settings, *, actors_per_analyzer: int = 1) -> Dis
     analyzers = registry.select(settings.analyzer_names)
     init_ray(settings)
     runtime = RayRuntime()
-    matcher = ray_matcher_factory(settings, runtime=runtime) if "fingerprints" in analyzers else None
+    matcher = ray_matcher_factory(settings, fingerprints="fingerprints" in analyzers, runtime=runtime)
     return Dispatcher(settings, session_factory(engine, chain_key=settings.chain_key), store, analyzers,
                       actor_factory=ray_actor_factory(settings, analyzers, actors_per_analyzer, runtime=runtime),
                       actors_per_analyzer=actors_per_analyzer, matcher_factory=matcher, runtime=runtime)

@@ -16,20 +16,9 @@ from typing import Any, ClassVar
 
 from sqlalchemy.orm import Session
 
+from storage.matches import FindingSide
 
-@dataclass(frozen=True)
-class Subject:
-    """A recorded finding, as a matcher sees it (side A)."""
-
-    finding_id: str
-    evidence_id: str
-    case_id: str
-    kind: str
-    analyzer: str
-    analyzer_version: str
-    label: str | None
-    confidence: float | None
-    data: dict[str, Any]
+Subject = FindingSide  # a recorded finding, as a matcher sees it (side A)
 
 
 @dataclass(frozen=True)
@@ -62,7 +51,7 @@ class Matcher(ABC):
     version: ClassVar[str]
     modality: ClassVar[str]  # one of storage.matches.MODALITIES
     consumes: ClassVar[frozenset[str]]
-    threshold: ClassVar[float] = 0.5  # proposals scoring under this are not recorded
+    threshold: float = 0.5  # proposals scoring under this are not recorded (an instance may hold the setting)
 
     def wants(self, subject: Subject) -> bool:
         """Whether this matcher matches the finding (by default: every finding of a kind it consumes)."""

@@ -32,7 +32,8 @@ the two different pairs above it (astronaut/zidane 0.884, the stereo pair) are l
 
 Cost: one `verify` (~30 ms at 2000 ORB keypoints) and one more fit for the matrix per candidate, in the
 dispatcher's process; keypoint files are cached (`CACHE_SIZE`). The seam for moving this to an actor is
-`ImageMatcher.assess`, which returns every candidate with its verdict.
+`ImageMatcher.assess`, which returns every candidate with its verdict. Its steps (`candidates`, `compare`,
+`verify_candidate`, `sides`) are public: the search by similar image (`workers.searches`) takes them as they are.
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.objectstore import ObjectStore, ObjectStoreError, S3ObjectStore
-from storage.pdq_index import SAME_IMAGE, hamming, pdq_bytes
+from storage.pdq_index import SAME_IMAGE, PdqIndex, hamming, pdq_bytes
 from storage.settings import get_settings
 from storage.tables import AnalysisRun, Finding
+from storage.vector_faiss import FaissVectorIndex
 from workers.crossmatch import MatchContext, match_context
 from workers.matchers.base import Matcher, Proposal, Subject
 from workers.matchers.image_indexes import EMBEDDING_KIND, PDQ_KIND, image_indexes, reliable_hash, scene_vector
@@ -156,69 +158,85 @@ class ImageMatcher(Matcher):
     def assess(self, session: Session, subject: Subject, *, context: MatchContext | None = None) -> list[Assessment]:
         """Every candidate of the subject's item in other evidence, verified, with its verdict (`context`: the
         crossmatch's by default)."""
-        own = _sides(session, evidence_ids=[subject.evidence_id]).get(subject.evidence_id)
+        own = sides(session, evidence_ids=[subject.evidence_id]).get(subject.evidence_id)
         if own is None or own.embedding_id != subject.finding_id:
             return []  # another embedding of the item (or the finding was replaced meanwhile)
         context = context or match_context()
         settings = context.settings or get_settings()
         pdq_index, scene_index = image_indexes().synced(session, home=settings.home)
-        found_by: dict[str, set[str]] = {}
-        if own.pdq is not None:
-            for hit in pdq_index.near(own.pdq, max_distance=PDQ_MAX_DISTANCE):
-                found_by.setdefault(hit.id, set()).add("pdq")
-        if own.vector is not None:
-            for near in scene_index.search(own.vector, k=SCENE_K):
-                if 1.0 - near.distance >= SCENE_MIN_COSINE:
-                    found_by.setdefault(near.id, set()).add("scene")
+        found_by = candidates(own, pdq_index, scene_index)
         by_item: dict[str, set[str]] = {}
-        for evidence_id, finding_id in _evidence_of(session, finding_ids=list(found_by)):
+        for evidence_id, finding_id in evidence_of(session, finding_ids=list(found_by)):
             if evidence_id != subject.evidence_id:
                 by_item.setdefault(evidence_id, set()).update(found_by[finding_id])
-        targets = _sides(session, evidence_ids=sorted(by_item))
-        store = context.store or _default_store()
-        return [self._verify(store, own, targets[evidence_id], sorted(by_item[evidence_id]))
+        targets = sides(session, evidence_ids=sorted(by_item))
+        store = context.store or default_store()
+        return [verify_candidate(store, own, compare(own, targets[evidence_id], sorted(by_item[evidence_id])))
                 for evidence_id in sorted(by_item) if evidence_id in targets]
 
-    def _verify(self, store: ObjectStore, own: ImageSide, target: ImageSide, found_by: list[str]) -> Assessment:
-        from models.keypoints import MIN_INLIER_RATIO, MIN_INLIERS, verify
 
-        distance = None if own.pdq is None or target.pdq is None else int(
-            hamming(pdq_bytes(target.pdq)[None, :], pdq_bytes(own.pdq))[0])
-        cosine = None if own.vector is None or target.vector is None else float(own.vector @ target.vector)
-        found = Assessment(target, found_by, distance, cosine)
-        if own.keypoints is None or target.keypoints is None:
-            found.reason = "no keypoints to verify with on " + ("this item" if own.keypoints is None else "the other")
-            return found
-        try:
-            a, b = (_KEYPOINTS.get(store, _artifact(side.keypoints)) for side in (own, target))
-        except (ObjectStoreError, ValueError, KeyError) as exc:
-            found.reason = f"keypoints unreadable: {exc}"
-            return found
-        verification = verify(a, b)
-        found.verification = verification.to_dict()
-        if not verification.same_image:
-            found.reason = (f"geometric verification failed: {verification.inliers} inliers of "
-                            f"{verification.matches} matches (needs {MIN_INLIERS} and {MIN_INLIER_RATIO:.0%})")
-            return found
-        found.transform = _upright(transform(a, b, verification.model), own.keypoints, target.keypoints)
-        pdq_agreement = 0.0 if distance is None else max(0.0, 1.0 - distance / (PDQ_MAX_DISTANCE + 1))
-        scene_agreement = 0.0 if cosine is None else float(np.clip((cosine - SCENE_MIN_COSINE)
-                                                                   / (1.0 - SCENE_MIN_COSINE), 0.0, 1.0))
-        found.score = round(0.6 + 0.25 * min(1.0, verification.inliers / STRONG_INLIERS)
-                            + 0.15 * max(pdq_agreement, scene_agreement), 4)
-        found.accepted = True
-        found.detail = {
-            "found_by": found_by, "inliers": verification.inliers, "matches": verification.matches,
-            "inlier_ratio": round(verification.inlier_ratio, 4), "model": verification.model,
-            "transform": found.transform, "transform_maps": "this item's upright image to the other's",
-            "rotation_deg": verification.to_dict()["rotation_deg"], "scale": verification.to_dict()["scale"],
-            "pdq_distance": distance, "cosine": None if cosine is None else round(cosine, 4),
-            "same_case": own.case_id == target.case_id,
-            "thresholds": {"pdq_max_distance": PDQ_MAX_DISTANCE, "scene_min_cosine": SCENE_MIN_COSINE,
-                           "min_inliers": MIN_INLIERS, "min_inlier_ratio": MIN_INLIER_RATIO,
-                           "score": THRESHOLD},
-        }
+def candidates(own: ImageSide, pdq_index: PdqIndex, scene_index: FaissVectorIndex, *, k: int = SCENE_K,
+               min_cosine: float = SCENE_MIN_COSINE) -> dict[str, set[str]]:
+    """The findings near `own` (finding id -> how each was found): "pdq", a reliable hash within
+    `PDQ_MAX_DISTANCE`; "scene", among the `k` nearest scene embeddings with a cosine of `min_cosine` or more."""
+    found_by: dict[str, set[str]] = {}
+    if own.pdq is not None:
+        for hit in pdq_index.near(own.pdq, max_distance=PDQ_MAX_DISTANCE):
+            found_by.setdefault(hit.id, set()).add("pdq")
+    if own.vector is not None:
+        for near in scene_index.search(own.vector, k=k):
+            if 1.0 - near.distance >= min_cosine:
+                found_by.setdefault(near.id, set()).add("scene")
+    return found_by
+
+
+def compare(own: ImageSide, target: ImageSide, found_by: list[str]) -> Assessment:
+    """A candidate, not verified yet: the PDQ distance (two reliable hashes) and the cosine of the embeddings."""
+    distance = None if own.pdq is None or target.pdq is None else int(
+        hamming(pdq_bytes(target.pdq)[None, :], pdq_bytes(own.pdq))[0])
+    cosine = None if own.vector is None or target.vector is None else float(own.vector @ target.vector)
+    return Assessment(target, found_by, distance, cosine)
+
+
+def verify_candidate(store: ObjectStore, own: ImageSide, found: Assessment) -> Assessment:
+    """Verify a candidate geometrically with both items' keypoints: `found` with its verdict and, when accepted,
+    its score and detail (see the module)."""
+    from models.keypoints import MIN_INLIER_RATIO, MIN_INLIERS, verify
+
+    target, distance, cosine, found_by = found.target, found.pdq_distance, found.cosine, found.found_by
+    if own.keypoints is None or target.keypoints is None:
+        found.reason = "no keypoints to verify with on " + ("this item" if own.keypoints is None else "the other")
         return found
+    try:
+        a, b = (_KEYPOINTS.get(store, _artifact(side.keypoints)) for side in (own, target))
+    except (ObjectStoreError, ValueError, KeyError) as exc:
+        found.reason = f"keypoints unreadable: {exc}"
+        return found
+    verification = verify(a, b)
+    found.verification = verification.to_dict()
+    if not verification.same_image:
+        found.reason = (f"geometric verification failed: {verification.inliers} inliers of "
+                        f"{verification.matches} matches (needs {MIN_INLIERS} and {MIN_INLIER_RATIO:.0%})")
+        return found
+    found.transform = _upright(transform(a, b, verification.model), own.keypoints, target.keypoints)
+    pdq_agreement = 0.0 if distance is None else max(0.0, 1.0 - distance / (PDQ_MAX_DISTANCE + 1))
+    scene_agreement = 0.0 if cosine is None else float(np.clip((cosine - SCENE_MIN_COSINE)
+                                                               / (1.0 - SCENE_MIN_COSINE), 0.0, 1.0))
+    found.score = round(0.6 + 0.25 * min(1.0, verification.inliers / STRONG_INLIERS)
+                        + 0.15 * max(pdq_agreement, scene_agreement), 4)
+    found.accepted = True
+    found.detail = {
+        "found_by": found_by, "inliers": verification.inliers, "matches": verification.matches,
+        "inlier_ratio": round(verification.inlier_ratio, 4), "model": verification.model,
+        "transform": found.transform, "transform_maps": "this item's upright image to the other's",
+        "rotation_deg": verification.to_dict()["rotation_deg"], "scale": verification.to_dict()["scale"],
+        "pdq_distance": distance, "cosine": None if cosine is None else round(cosine, 4),
+        "same_case": own.case_id == target.case_id,
+        "thresholds": {"pdq_max_distance": PDQ_MAX_DISTANCE, "scene_min_cosine": SCENE_MIN_COSINE,
+                       "min_inliers": MIN_INLIERS, "min_inlier_ratio": MIN_INLIER_RATIO,
+                       "score": THRESHOLD},
+    }
+    return found
 
 
 def transform(a: Any, b: Any, model: str | None) -> np.ndarray:
@@ -259,7 +277,7 @@ def _artifact(finding: Finding | None) -> dict[str, Any]:
     raise KeyError(f"no {KEYPOINTS_ARTIFACT} artifact recorded")
 
 
-def _evidence_of(session: Session, *, finding_ids: list[str]) -> list[tuple[str, str]]:
+def evidence_of(session: Session, *, finding_ids: list[str]) -> list[tuple[str, str]]:
     """(evidence, finding) of the findings that still exist (an index may briefly hold a replaced one)."""
     if not finding_ids:
         return []
@@ -267,7 +285,7 @@ def _evidence_of(session: Session, *, finding_ids: list[str]) -> list[tuple[str,
                                 .where(Finding.id.in_(finding_ids))).tuples())
 
 
-def _sides(session: Session, *, evidence_ids: list[str]) -> dict[str, ImageSide]:
+def sides(session: Session, *, evidence_ids: list[str]) -> dict[str, ImageSide]:
     """Each item's picture (items without a scene embedding have none), in one query."""
     if not evidence_ids:
         return {}
@@ -300,7 +318,7 @@ def _sides(session: Session, *, evidence_ids: list[str]) -> dict[str, ImageSide]
 _STORE: list[ObjectStore] = []
 
 
-def _default_store() -> ObjectStore:
+def default_store() -> ObjectStore:
     """The object store of the settings, when the crossmatch context carries none (made once per process)."""
     if not _STORE:
         _STORE.append(S3ObjectStore.from_settings(get_settings()))

@@ -138,8 +138,7 @@ class PlateMatcher(Matcher):
 
     def _to_finding(self, subject: Subject, reading: PlateReading, hit: KeyHit,
                     lookup: dict[str, tuple[str, float]]) -> Proposal | None:
-        other = reading_of(Subject(hit.finding_id, hit.evidence_id, hit.case_id, hit.kind, hit.analyzer,
-                                   hit.analyzer_version, hit.label, None, hit.data))
+        other = reading_of(hit)
         if reading.country and other.country and reading.country != other.country:
             return None
         method, score = self._hit_method(hit, lookup)
