@@ -19,9 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage import analysis, jobs, matching
-from storage.searches import SEARCH_JOB
 from storage.db import transaction
 from storage.messages import RunOutcome
+from storage.searches import SEARCH_JOB
 from storage.settings import Settings
 from storage.tables import Evidence, Job, utcnow
 from workers import crossmatch
