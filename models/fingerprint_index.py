@@ -79,11 +79,17 @@ class Candidate:
         return self.score >= PROBABLE_MATCH
 
 
+def most_reliable(minutiae: np.ndarray, limit: int = MAX_INDEX_MINUTIAE) -> np.ndarray:
+    """Row numbers of the minutiae to use: all of them in record order when there are no more than `limit`, else
+    the `limit` of highest quality (column 3), best first, ties in record order."""
+    if len(minutiae) <= limit:
+        return np.arange(len(minutiae))
+    return np.argsort(-minutiae[:, 3], kind="stable")[:limit]
+
+
 def _minutiae_for_index(iso: bytes) -> np.ndarray:
     minutiae = parse_iso_19794_2(iso).minutiae
-    if len(minutiae) > MAX_INDEX_MINUTIAE:
-        minutiae = minutiae[np.argsort(-minutiae[:, 3], kind="stable")[:MAX_INDEX_MINUTIAE]]
-    return minutiae
+    return minutiae[most_reliable(minutiae)]
 
 
 def _pairs(minutiae: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
+from models.minutiae import parse_iso_19794_2
 from storage import matches, tenprints
 from storage.db import transaction
 from storage.matches import Match
@@ -37,6 +38,21 @@ def _matched(session: Session, evidence_id: str) -> list[Match]:
     return list(matches.matches_of(session, evidence_id=evidence_id, modality="fingerprint"))
 
 
+def _assert_charted(match: Match, probe_iso: bytes, candidate_iso: bytes) -> None:
+    """The match charts its paired minutiae: one to one, the two templates' own minutiae, under one alignment."""
+    pairs = match.detail["paired_minutiae"]
+    assert match.detail["paired_count"] == len(pairs) >= 30  # measured 47-51 for these impressions
+    assert len({p["probe_index"] for p in pairs}) == len({p["candidate_index"] for p in pairs}) == len(pairs)
+    probe, candidate = parse_iso_19794_2(probe_iso).minutiae, parse_iso_19794_2(candidate_iso).minutiae
+    for pair in pairs:
+        assert pair["probe"][:2] == probe[pair["probe_index"], :2].tolist()
+        assert pair["candidate"][:2] == candidate[pair["candidate_index"], :2].tolist()
+        assert pair["residual_px"] <= match.detail["alignment"]["distance_tolerance_px"]
+    alignment = match.detail["alignment"]
+    assert abs(alignment["rotation_deg"]) <= 45 and len(alignment["translation_px"]) == 2  # impressions turn <= 30
+    assert alignment["probe_considered"] == len(probe) and "paired_minutiae_note" not in match.detail
+
+
 def test_the_fingerprint_matcher_is_registered() -> None:
     assert registry.load_all()["fingerprints"] is FingerprintCrossMatcher
     assert FingerprintCrossMatcher.consumes == {"fingerprint.template"}
@@ -55,6 +71,7 @@ def test_a_latent_matches_the_enrolled_person_once(factory: sessionmaker[Session
         assert match.detail["probe_nfiq2"] == extracted_iso(21, 1)[NFIQ2_BYTE]
         assert match.detail["candidate_nfiq2"] == extracted_iso(21, 0)[NFIQ2_BYTE]
         assert match.detail["probe_minutiae"] > 0 and match.detail["candidate_minutiae"] > 0
+        _assert_charted(match, extracted_iso(21, 1), extracted_iso(21, 0))
         assert not matches.matches_of_target(session, target_kind="person", target_id=second)
         again = crossmatch(session, evidence_id=latent.id, matchers=ONLY)
         assert again.new == 0 and len(_matched(session, latent.id)) == 1
@@ -80,6 +97,7 @@ def test_the_same_finger_in_another_case_is_a_cross_case_match(factory: sessionm
         across = found["finding"]
         assert across.target_evidence_id == earlier.id and across.target_case_id == earlier.case_id
         assert across.case_id == later.case_id and across.detail["same_case"] is False and across.score >= 200
+        _assert_charted(across, extracted_iso(21, 2), extracted_iso(21, 1))
         assert crossmatch(session, evidence_id=earlier.id, matchers=ONLY).new == 0  # the pair is kept once
 
 
