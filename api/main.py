@@ -25,6 +25,8 @@ from api.routes import (
     persons,
     registers,
     search,
+    searches,
+    tenprints,
     vehicles,
     watchlists,
 )
@@ -89,6 +91,8 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     for register_router in (persons.router, vehicles.router, watchlists.router, registers.router):
         v1.include_router(register_router)
     v1.include_router(matches.router)
+    v1.include_router(searches.router)
+    v1.include_router(tenprints.router)
 
     @v1.get("/openapi.json", include_in_schema=False)
     def openapi_document() -> dict[str, Any]:

@@ -96,6 +96,8 @@ def get_request(request: Request, request_id: Annotated[str, Path(max_length=64)
     """A verification or search request, with its result once it has run, for those who see its probe (and its
     candidate): search candidates only in cases the reader sees. Needs a purpose, like the request did."""
     found = matching.get_request(session, request_id=request_id)
+    if found is not None and found.kind not in (matching.VERIFICATION, matching.SEARCH):
+        found = None  # a face or image search is read where it was asked (`/search/requests/{id}`)
     probe = visible_evidence(session, principal, found.probe_evidence_id) if found is not None else None
     candidate_hidden = (found is not None and found.candidate_evidence_id is not None
                         and visible_evidence(session, principal, found.candidate_evidence_id) is None)
