@@ -202,7 +202,9 @@ def note_requested(request: Request, note: AuditNote) -> None:
     if template is None:
         return
     note.path = template
-    params = {name: value[:MAX_REQUESTED_ID] for name, value in params.items()}
+    # An id cut to the audit log's width, a NUL written as U+FFFD (no record store id holds one; PostgreSQL
+    # cannot even look one up).
+    params = {name: value[:MAX_REQUESTED_ID].replace("\x00", "\ufffd") for name, value in params.items()}
     if not params:
         return
     note.detail["requested"] = {**params, **note.detail.get("requested", {})}

@@ -5,6 +5,10 @@ the cap is refused before a byte is read, and a body without one is refused as s
 body, the upload's included, must keep arriving: a wait for its next piece longer than
 `Settings.body_read_timeout_seconds` ends the request with 408, so a client that declares more than it sends
 holds nothing.
+
+A NUL character is refused (400) wherever it could reach the record store: in the path, in the query, and in a
+JSON or form body (as the escape `\u0000` or `%00`; a raw NUL in JSON is malformed anyway). No Locard field
+holds one, and PostgreSQL cannot store one in text: let through, it would fail the request after routing.
 """
 
 from __future__ import annotations
@@ -35,6 +39,15 @@ def too_large(limit: int) -> BodyRefused:
                        "POST /api/v1/cases/{case_id}/evidence or a presigned upload.")
 
 
+NUL_REFUSED = ("Invalid character", "A NUL character is not accepted in a request's path, query or body.")
+_NUL_IN_BODY = {"application/json": b"\\u0000", "application/x-www-form-urlencoded": b"%00"}
+
+
+def _nul_in_target(scope: Scope) -> bool:
+    query = bytes(scope.get("query_string", b"")).lower()
+    return "\x00" in scope.get("path", "") or b"%00" in query or b"\x00" in query
+
+
 class RequestLimitsMiddleware:
     """Caps request bodies (except the streamed uploads in `streamed`) and times out stalled ones."""
 
@@ -51,7 +64,13 @@ class RequestLimitsMiddleware:
             return
         method, path = scope.get("method", "GET"), scope.get("path", "")
         capped = not any(method == m and pattern.match(path) for m, pattern in self.streamed)
-        declared = Headers(scope=scope).get("content-length")
+        headers = Headers(scope=scope)
+        if _nul_in_target(scope):
+            await self._refuse(scope, receive, send, BodyRefused(400, *NUL_REFUSED))
+            return
+        needle = _NUL_IN_BODY.get(headers.get("content-type", "").split(";")[0].strip().lower()) if capped else None
+        tail = b""
+        declared = headers.get("content-length")
         if declared is not None and not declared.isdigit():
             await self._refuse(scope, receive, send, BodyRefused(400, "Invalid Content-Length",
                                                                  "Content-Length must be a number of bytes."))
@@ -64,7 +83,7 @@ class RequestLimitsMiddleware:
         started = False
 
         async def limited_receive() -> Message:
-            nonlocal received, complete
+            nonlocal received, complete, tail
             if complete:  # the body is in: what follows is the wait for a disconnect, which has no deadline
                 return await receive()
             try:
@@ -77,11 +96,17 @@ class RequestLimitsMiddleware:
             if message["type"] != "http.request":
                 complete = True
                 return message
-            received += len(message.get("body", b""))
+            body = message.get("body", b"")
+            received += len(body)
             complete = not message.get("more_body", False)
             if capped and received > self.max_body_bytes:
                 complete = True
                 raise too_large(self.max_body_bytes)
+            if needle is not None:
+                if needle in (tail + body).lower():
+                    complete = True
+                    raise BodyRefused(400, *NUL_REFUSED)
+                tail = (tail + body)[-len(needle):]
             return message
 
         async def sending(message: Message) -> None:

@@ -29,7 +29,7 @@ import hmac
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import JSON, Integer, String, Table, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -145,12 +145,27 @@ def record(session: Session, *, actor: str, roles: Sequence[str], action: str, r
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}; expected one of {', '.join(ACTIONS)}")
-    entry = AuditEntry(at=utcnow(), actor=actor, actor_roles=list(roles), action=action, resource=resource,
-                       resource_id=resource_id, case_id=case_id, person=person, purpose_case=purpose_case,
-                       justification=justification, recipients=list(recipients), outcome=outcome,
-                       detail=dict(detail or {}))
+    entry = AuditEntry(at=utcnow(), actor=_clean(actor), actor_roles=_clean(list(roles)), action=action,
+                       resource=_clean(resource), resource_id=_clean(resource_id), case_id=_clean(case_id),
+                       person=_clean(person), purpose_case=_clean(purpose_case), justification=_clean(justification),
+                       recipients=_clean(list(recipients)), outcome=outcome, detail=_clean(dict(detail or {})))
     session.add(entry)
     return entry
+
+
+T = TypeVar("T")
+
+
+def _clean(value: T) -> T:
+    """`value` with every NUL in its strings written as U+FFFD: what a request asked for is logged even when it
+    held a character the record store cannot keep (PostgreSQL text and JSON hold no NUL)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")  # type: ignore[return-value]
+    if isinstance(value, list):
+        return [_clean(item) for item in value]  # type: ignore[return-value]
+    if isinstance(value, dict):
+        return {_clean(key): _clean(item) for key, item in value.items()}  # type: ignore[return-value]
+    return value
 
 
 def query(session: Session, *, actor: str | None = None, case_id: str | None = None, person: str | None = None,

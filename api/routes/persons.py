@@ -22,7 +22,7 @@ from api.schemas.registers import PersonCreate, PersonRead, PersonUpdate, PhotoL
 from storage import persons, vehicles
 from storage.identifiers import national_number_digits
 from storage.persons import Person
-from storage.registers import RowError
+from storage.registers import CONTROL_CHARACTERS, RowError
 
 router = APIRouter(prefix="/persons", tags=["registers"])
 MIN_NAME_PREFIX = 2  # a one-letter prefix would page through the whole register
@@ -85,13 +85,16 @@ def lookup_persons(
         raise Problem(422, "One lookup at a time", "Give exactly one of national_number and name.")
     if national_number is not None:
         digits = national_number_digits(national_number)
-        if digits.isascii() and digits.isdigit() and len(digits) == 11:
-            note_persons(request, [digits])  # the number looked up is noted even when nobody holds it
-        person = persons.get_person(session, national_number=national_number)
+        if not (digits.isascii() and digits.isdigit() and len(digits) == 11):
+            return []  # nobody holds it (and PostgreSQL holds no NUL: such a number is never looked up)
+        note_persons(request, [digits])  # the number looked up is noted even when nobody holds it
+        person = persons.get_person(session, national_number=digits)
         return shown(request, session, [person] if person is not None else [])
     assert name is not None
     if len(name.strip()) < MIN_NAME_PREFIX:
         raise Problem(422, "Name too short", f"A name lookup needs at least {MIN_NAME_PREFIX} characters.")
+    if CONTROL_CHARACTERS.search(name):
+        raise Problem(422, "Invalid name", "A name holds no control characters.")
     return shown(request, session, persons.find_persons(session, name_prefix=name, offset=offset, limit=limit))
 
 

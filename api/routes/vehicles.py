@@ -2,7 +2,8 @@
 
 A vehicle's plate, make, model, colour and status are read without a purpose; its owner's national number only
 with a stated purpose (then noted for the audit log), else withheld. Writes are for supervisors and case
-systems. The rules are in `api.routes.registers`.
+systems; a write answers the owner it wrote, any other only with a stated purpose (a change is no way round
+the purpose rule). The rules are in `api.routes.registers`.
 """
 
 from __future__ import annotations
@@ -112,21 +113,24 @@ def get_vehicle(request: Request, vehicle_id: RecordId, session: SessionDep, pri
 
 @router.patch("/{vehicle_id}", response_model=VehicleRead)
 def update_vehicle(request: Request, vehicle_id: RecordId, body: VehicleUpdate, session: SessionDep,
-                   principal: Writer) -> VehicleRead:
-    """Change make, model, colour or owner (plate and country are the key; the status has its own route)."""
+                   principal: Writer, purpose: OptionalPurpose) -> VehicleRead:
+    """Change make, model, colour or owner (plate and country are the key; the status has its own route). The
+    owner is answered when this change wrote it, or with a stated purpose (else withheld, as for a read)."""
     vehicle = _load(request, session, vehicle_id)
     current = vehicles.row_of(vehicle)
     fields: dict[str, Any] = {name: getattr(current, name) for name in vehicles.VEHICLE_FIELDS}
     fields.update({name: getattr(body, name) for name in body.model_fields_set})
     vehicle, _ = vehicles.put_vehicle(session, row=_parse(fields), recorded_by=principal.name)
-    return answered(request, [vehicle], show_owner=True)[0]
+    supplied = "owner_national_number" in body.model_fields_set
+    return answered(request, [vehicle], show_owner=supplied or purpose is not None)[0]
 
 
 @router.put("/{vehicle_id}/status", response_model=VehicleRead)
 def set_status(request: Request, vehicle_id: RecordId, body: VehicleStatusUpdate, session: SessionDep,
-               principal: Writer) -> VehicleRead:
+               principal: Writer, purpose: OptionalPurpose) -> VehicleRead:
     """Give the vehicle a status: stolen, wanted or signalled need the authority and the date that set it;
-    "none" clears it. Every change is kept in the vehicle's status history."""
+    "none" clears it. Every change is kept in the vehicle's status history. The owner is answered only with a
+    stated purpose."""
     vehicle = _load(request, session, vehicle_id)
     if body.status_date is not None and body.status_date > dt.date.today():
         raise Problem(422, "Invalid status", f"status_date {body.status_date} is in the future.")
@@ -136,7 +140,7 @@ def set_status(request: Request, vehicle_id: RecordId, body: VehicleStatusUpdate
                                     status_date=body.status_date, recorded_by=principal.name)
     except RowError as exc:
         raise Problem(422, "Invalid status", str(exc)) from None
-    return answered(request, [vehicle], show_owner=True)[0]
+    return answered(request, [vehicle], show_owner=purpose is not None)[0]
 
 
 @router.get("/{vehicle_id}/status-history", response_model=list[VehicleStatusRead])

@@ -21,6 +21,7 @@ from api.routes.persons import shown
 from api.routes.registers import Limit, Offset, Reader, RecordId, WatchlistKeeper, note_resource
 from api.schemas.registers import MembersAdd, MembersAdded, PersonRead, WatchlistCreate, WatchlistRead
 from storage import persons, watchlists
+from storage.registers import CONTROL_CHARACTERS
 from storage.tables import utcnow
 from storage.watchlists import Watchlist, WatchlistError
 
@@ -45,11 +46,21 @@ def _note_members(request: Request, session: Session, person_ids: list[str]) -> 
     note_persons(request, [person.national_number for person in found if person is not None])
 
 
+def _check_text(body: WatchlistCreate) -> None:
+    """Refuse control characters in the name and the owner (one line each), and a NUL in the purpose."""
+    for name in ("name", "owner"):
+        if CONTROL_CHARACTERS.search(getattr(body, name)):
+            raise Problem(422, "Invalid watchlist", f"{name} contains control characters")
+    if "\x00" in body.purpose:
+        raise Problem(422, "Invalid watchlist", "purpose contains a NUL character")
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WatchlistRead,
              responses={409: {"description": "a watchlist of that name exists"}})
 def create_watchlist(request: Request, body: WatchlistCreate, session: SessionDep,
                      principal: WatchlistKeeper) -> WatchlistRead:
     """A new watchlist: its name must be free, its purpose stated and its expiry in the future."""
+    _check_text(body)
     taken = Problem(409, "Watchlist exists", f"A watchlist named {body.name.strip()!r} exists already.")
     if session.scalar(select(Watchlist.id).where(Watchlist.name == body.name.strip())) is not None:
         raise taken
@@ -93,6 +104,8 @@ def add_members(request: Request, watchlist_id: RecordId, body: MembersAdd, sess
                 principal: WatchlistKeeper) -> MembersAdded:
     """Put registered persons (by id) on the watchlist; those on it already are left as they are."""
     watchlist = _load(request, session, watchlist_id)
+    if malformed := [person_id for person_id in body.person_ids if not person_id.isprintable()]:
+        raise Problem(422, "Unknown persons", f"{malformed[0]!r} is not a person id.")
     try:
         added = watchlists.add_members(session, watchlist=watchlist, person_ids=body.person_ids,
                                        added_by=principal.name)
