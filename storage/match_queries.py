@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -60,12 +61,28 @@ def case_references(session: Session, *, case_ids: Collection[str]) -> dict[str,
     return dict(session.execute(select(Case.id, Case.reference).where(Case.id.in_(wanted))).tuples().all())
 
 
-def finding_kinds(session: Session, *, finding_ids: Collection[str]) -> dict[str, str]:
-    """The kinds of those of these findings that still exist (re-analysis replaces findings), by id."""
+@dataclass(frozen=True)
+class FindingShown:
+    """What a match listing shows of a finding on one of its sides: its kind and its derived files (crops)."""
+
+    kind: str
+    artifacts: list[dict[str, Any]]  # {"index", "name", "content_type"} of each of the finding's artifacts
+
+
+def findings_shown(session: Session, *, finding_ids: Collection[str]) -> dict[str, FindingShown]:
+    """Kind and artifacts of those of these findings that still exist (re-analysis replaces findings), by id."""
     wanted = sorted(set(finding_ids))
     if not wanted:
         return {}
-    return dict(session.execute(select(Finding.id, Finding.kind).where(Finding.id.in_(wanted))).tuples().all())
+    shown = {}
+    for finding_id, kind, data in session.execute(select(Finding.id, Finding.kind, Finding.data)
+                                                  .where(Finding.id.in_(wanted))).tuples():
+        artifacts = data.get("artifacts") if isinstance(data, dict) else None
+        shown[finding_id] = FindingShown(kind, [
+            {"index": index, "name": str(artifact.get("name", "")), "content_type": artifact.get("content_type")}
+            for index, artifact in enumerate(artifacts if isinstance(artifacts, list) else [])
+            if isinstance(artifact, dict)])
+    return shown
 
 
 def findings_with_keys(session: Session, *, modality: str, keys: Collection[str], case_ids: Collection[str] | None,

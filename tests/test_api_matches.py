@@ -69,6 +69,14 @@ def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
         yield test_client
 
 
+def _with_crop(finding: tuple[str, str | None, dict[str, Any]]) -> tuple[str, str | None, dict[str, Any]]:
+    """The finding with a plate crop among its artifacts, as the plates analyzer stores one."""
+    kind, label, data = finding
+    crop = {"name": "plate.jpg", "bucket": "locard-derived", "key": "k/plate.jpg", "version_id": None, "size": 3,
+            "sha256": "0" * 64, "content_type": "image/jpeg"}
+    return kind, label, {**data, "artifacts": [crop]}
+
+
 @pytest.fixture
 def world(client: TestClient) -> World:
     factory = client.app.state.session_factory  # type: ignore[attr-defined]
@@ -80,7 +88,8 @@ def world(client: TestClient) -> World:
             "status_date": "2026-03-01"}), recorded_by="t")
         a, b, c = (samples.item(session, reference) for reference in (HOME, OTHER, HIDDEN))
         findings = {
-            b.id: samples.record(session, b, "plates", "2.1.0", [samples.plate(REGISTERED, alternatives=False)]),
+            b.id: samples.record(session, b, "plates", "2.1.0",
+                                 [_with_crop(samples.plate(REGISTERED, alternatives=False))]),
             c.id: samples.record(session, c, "plates", "2.1.0", [samples.plate("1ABC234", alternatives=False)])
             + samples.record(session, c, "entities", "1.0.0", [samples.entity("national_number", OWNER)]),
             a.id: samples.record(session, a, "plates", "2.1.0", [samples.plate(MISREAD, alternatives=False)])
@@ -149,6 +158,7 @@ def test_an_items_matches_show_both_sides_and_never_name_an_unassigned_case(clie
     assert len(unassigned) == 2  # the plate and the national number read in the hidden case
     for match in unassigned:
         assert match["detail"] is None and match["detail_withheld"] is True
+        assert match["target"].pop("artifacts") == []
         assert set(match["target"].values()) <= {"finding", "not_assigned", None}
     for secret in (hidden, world.c, *world.findings[world.c]):
         assert secret not in response.text

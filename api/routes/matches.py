@@ -18,8 +18,10 @@ What a reader sees of a match (the rule, for both listings and `GET /matches/{id
 * a register record: a vehicle is shown as the vehicle register shows it (plate, make, model, colour and status
   are not personal data; its owner's national number only with a purpose); a person only with a stated purpose
   (withheld as "purpose" in listings, 403 for one match), like the persons register;
-* `detail` (both readings, the vehicle's status, later the crops and minutiae) is shown only when both sides
-  are, minimised per role like findings (`api.deps.minimise`);
+* a finding shown lists its derived files (face and plate crops) as links to `/findings/{id}/artifacts/{n}`,
+  so a reviewer compares both sides; `detail` (both readings, the vehicle's status, distances, inliers and
+  homography, paired minutiae) is shown only when both sides are, minimised per role like findings
+  (`api.deps.minimise`);
 * every person a request showed is noted for the audit log (`api.access.note_persons`): a registered person,
   a vehicle's owner, a national number read in text; the other cases shown are noted as `cases_shown`.
 
@@ -39,7 +41,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy.orm import Session
 
-from api.access import note_of, note_persons
+from api.access import API_PREFIX, note_of, note_persons
 from api.deps import (
     MATCHING_ROLES,
     CurrentCase,
@@ -59,6 +61,7 @@ from api.routes.persons import person_read
 from api.routes.registers import OptionalPurpose
 from api.routes.vehicles import vehicle_read
 from api.schemas.matches import (
+    ArtifactLink,
     KeyedFindingRead,
     MatchRead,
     MatchSideRead,
@@ -68,7 +71,7 @@ from api.schemas.matches import (
 )
 from storage import match_queries, persons, vehicles
 from storage.identifiers import national_number_digits, parse_national_number, plate_key
-from storage.match_queries import KeyedFinding
+from storage.match_queries import FindingShown, KeyedFinding
 from storage.matches import Match
 from storage.plate_keys import confusion_variants, confusions_applied
 
@@ -100,7 +103,7 @@ class Viewpoint:
 
 
 def _finding_side(session: Session, view: Viewpoint, references: dict[str, str], *, finding_id: str,
-                  kind: str | None, evidence_id: str | None, case_id: str | None, analyzer: str,
+                  shown: FindingShown | None, evidence_id: str | None, case_id: str | None, analyzer: str,
                   version: str | None) -> MatchSideRead:
     if case_id is None or not view.sees(session, case_id):
         return MatchSideRead(kind="finding", withheld="not_assigned")
@@ -108,9 +111,12 @@ def _finding_side(session: Session, view: Viewpoint, references: dict[str, str],
         return MatchSideRead(kind="finding", withheld="purpose")
     if case_id != view.anchor:
         view.cases_shown.add(case_id)
-    return MatchSideRead(kind="finding", finding_id=finding_id, finding_kind=kind, evidence_id=evidence_id,
-                         case_id=case_id, case_reference=references.get(case_id), analyzer=analyzer,
-                         analyzer_version=version)
+    artifacts = [ArtifactLink(name=artifact["name"], content_type=artifact["content_type"],
+                              url=f"{API_PREFIX}/findings/{finding_id}/artifacts/{artifact['index']}")
+                 for artifact in (shown.artifacts if shown is not None else [])]
+    return MatchSideRead(kind="finding", finding_id=finding_id, finding_kind=shown.kind if shown else None,
+                         evidence_id=evidence_id, case_id=case_id, case_reference=references.get(case_id),
+                         analyzer=analyzer, analyzer_version=version, artifacts=artifacts)
 
 
 def _register_side(session: Session, view: Viewpoint, match: Match) -> MatchSideRead:
@@ -134,13 +140,14 @@ def _register_side(session: Session, view: Viewpoint, match: Match) -> MatchSide
 
 
 def _read(session: Session, view: Viewpoint, match: Match, references: dict[str, str],
-          kinds: dict[str, str]) -> MatchRead:
-    side_a = _finding_side(session, view, references, finding_id=match.finding_id, kind=match.finding_kind,
+          shown: dict[str, FindingShown]) -> MatchRead:
+    side_a = _finding_side(session, view, references, finding_id=match.finding_id,
+                           shown=shown.get(match.finding_id, FindingShown(match.finding_kind, [])),
                            evidence_id=match.evidence_id, case_id=match.case_id, analyzer=match.analyzer,
                            version=match.analyzer_version)
     if match.target_kind == "finding":
         side_b = _finding_side(session, view, references, finding_id=match.target_id,
-                               kind=kinds.get(match.target_id), evidence_id=match.target_evidence_id,
+                               shown=shown.get(match.target_id), evidence_id=match.target_evidence_id,
                                case_id=match.target_case_id, analyzer=match.target_analyzer,
                                version=match.target_version)
     else:
@@ -162,9 +169,9 @@ def _answer(request: Request, session: Session, view: Viewpoint, found: Sequence
     """The matches as `view` may see them; the persons and other cases shown go to the audit entry."""
     cases = {case for match in found for case in (match.case_id, match.target_case_id) if case is not None}
     references = match_queries.case_references(session, case_ids=[c for c in cases if view.sees(session, c)])
-    kinds = match_queries.finding_kinds(session, finding_ids=[m.target_id for m in found
-                                                              if m.target_kind == "finding"])
-    answered = [_read(session, view, match, references, kinds) for match in found]
+    shown = match_queries.findings_shown(session, finding_ids=[finding for m in found for finding in (
+        m.finding_id, m.target_id if m.target_kind == "finding" else None) if finding is not None])
+    answered = [_read(session, view, match, references, shown) for match in found]
     note_persons(request, view.persons)
     note = note_of(request)
     if note is not None and view.cases_shown:

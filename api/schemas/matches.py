@@ -17,6 +17,14 @@ from api.schemas.registers import PersonRead, VehicleRead
 Withheld = Literal["not_assigned", "purpose", "gone"]
 
 
+class ArtifactLink(BaseModel):
+    """A derived file of a finding (a face crop, a plate crop), read at `url` by whoever may see its case."""
+
+    name: str
+    content_type: str | None = None
+    url: str
+
+
 class MatchSideRead(BaseModel):
     """One side of a match: a finding in evidence, or a register record (a vehicle, a person).
 
@@ -37,6 +45,7 @@ class MatchSideRead(BaseModel):
     record_id: str | None = None  # the vehicle's or person's id in its register
     vehicle: VehicleRead | None = None
     person: PersonRead | None = None
+    artifacts: list[ArtifactLink] = []  # a shown finding's crops, for the reviewer to compare both sides
 
 
 class MatchRead(BaseModel):
