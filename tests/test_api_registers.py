@@ -94,6 +94,7 @@ def test_a_person_round_trip_needs_a_purpose_to_be_read(client: TestClient, sup:
     no_purpose = {k: v for k, v in sup.items() if not k.startswith("X-Locard")}
     assert "purpose" in _problem(client.get(url, headers=no_purpose), 403)["title"].lower()
     assert _ok(client.get(url, headers=sup))["family_name"] == person(11)["family_name"]
+    assert "purpose" in _problem(client.patch(url, headers=no_purpose, json={}), 403)["title"].lower()
     changed = _ok(client.patch(url, headers=sup, json={"given_names": "Anne-Marie", "nationality": "nl"}))
     assert changed["given_names"] == "Anne-Marie" and changed["nationality"] == "NL"
     assert changed["family_name"] == person(11)["family_name"] and changed["national_number"] == number

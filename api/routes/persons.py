@@ -106,8 +106,9 @@ def get_person(request: Request, person_id: RecordId, session: SessionDep, princ
 
 @router.patch("/{person_id}", response_model=PersonRead)
 def update_person(request: Request, person_id: RecordId, body: PersonUpdate, session: SessionDep,
-                  principal: Writer) -> PersonRead:
-    """Change the given fields (the national number stays: it is the key); the record is checked again whole."""
+                  principal: Writer, purpose: PurposeDep) -> PersonRead:
+    """Change the given fields (the national number stays: it is the key); the record is checked again whole.
+    Needs a stated purpose: the answer is the whole record, so without one a write would be a read without."""
     person = _load(request, session, person_id)
     current = persons.row_of(person)
     fields: dict[str, Any] = {"national_number": current.national_number, "family_name": current.family_name,
