@@ -21,11 +21,14 @@ from api.routes import (
     evidence,
     fingerprints,
     intake,
+    leads,
     matches,
     persons,
     registers,
+    reviews,
     search,
     searches,
+    subscriptions,
     tenprints,
     vehicles,
     watchlists,
@@ -93,6 +96,9 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     v1.include_router(matches.router)
     v1.include_router(searches.router)
     v1.include_router(tenprints.router)
+    v1.include_router(reviews.router)
+    v1.include_router(leads.router)
+    v1.include_router(subscriptions.router)
 
     @v1.get("/openapi.json", include_in_schema=False)
     def openapi_document() -> dict[str, Any]:

@@ -1,0 +1,7 @@
+"""Issue 13: leads (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["leads"])

@@ -1,0 +1,7 @@
+"""Issue 13: subscriptions (being written)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["subscriptions"])
