@@ -6,6 +6,7 @@
     locard status    what is running
     locard users     manage accounts in the record store (the first administrator: `locard users add`)
     locard import    bulk import into the persons or vehicle register (CSV, JSON Lines)
+    locard report    reports as JSON (`locard report calibration`: examiners' verdicts per matcher setting)
     locard down      stop every process of this home
 """
 
@@ -20,7 +21,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from locard import imports, users
+from locard import calibration, imports, users
 from locard.client import ApiError, LocardClient
 from locard.report import summarise
 from locard.stack import EmbeddedStack, StackError, StackState, with_stack_identity
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     audit_parser.add_argument("action", choices=["verify", "checkpoint"])
     users.add_parser(sub)
     imports.add_parser(sub)
+    calibration.add_parser(sub)
     args = parser.parse_args(argv)
     settings = get_settings()
     stack = EmbeddedStack(settings)
@@ -208,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             return users.run(args, settings, say)
         elif args.command == "import":
             return imports.run(args, settings, say)
+        elif args.command == "report":
+            return calibration.run(args, settings, say)
         elif args.command == "audit":
             return verify_chains(settings) if args.action == "verify" else write_checkpoints(settings)
     except (StackError, ApiError) as exc:

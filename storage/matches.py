@@ -5,11 +5,15 @@ A match has two sides. Side A is a finding (its evidence, case, analyzer and ver
 with that item and its case). It says how strongly and how it matched (`score`, the `threshold` in force,
 `method`: "exact", "alternative" (one of the reader's own alternative readings), "tolerant" (OCR confusions
 applied)), which matcher made it, and what a reviewer needs (both readings, the vehicle's status) in `detail`.
-Its `status` is an examiner's verdict, "candidate" until one is given (MATCH_STATUSES).
+Its `status` is an examiner's verdict, "candidate" until one is given (MATCH_STATUSES; `storage.reviews` gives
+it, keeps the history in `storage.review_records.MatchDecision`, and a supervisor may assign the match to an
+examiner, `assigned_to`).
 
 Idempotent: (modality, side A finding, side B) is unique, and a finding-to-finding pair is kept once whichever
 side proposes it again (`pair_key`, unique: also when two matcher actors match both items of a pair at once), so
-matching an item twice adds nothing.
+matching an item twice adds nothing. A pair an examiner rejected is never recorded again, also after
+re-analysis, a model upgrade or a re-import: `add_match` looks its identity up among the standing rejections
+(`storage.review_records`, which says what identifies a pair beyond its finding and record ids).
 
 Re-analysis replaces an analyzer's findings (new ids). A match is never deleted: when a finding on either of its
 sides no longer exists, the match is marked `superseded_at` (`supersede_stale`) and kept, with its finding ids,
@@ -47,6 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
+from storage.review_records import standing_rejection
 from storage.tables import AnalysisRun, Base, Finding, new_id, utcnow
 
 MODALITIES = ("plate", "entity", "face", "fingerprint", "image")
@@ -92,6 +97,8 @@ class Match(Base):
     status: Mapped[str] = mapped_column(String(20), default="candidate")  # one of MATCH_STATUSES
     reviewed_by: Mapped[str | None] = mapped_column(String(200))
     reviewed_at: Mapped[dt.datetime | None] = mapped_column()
+    assigned_to: Mapped[str | None] = mapped_column(String(200), index=True)  # the examiner a supervisor chose
+    assigned_at: Mapped[dt.datetime | None] = mapped_column()
     superseded_at: Mapped[dt.datetime | None] = mapped_column()
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     # The two sides in an order that does not depend on who proposed the match (`pair_key`): unique.
@@ -193,10 +200,14 @@ def pair_key(*, modality: str, finding_id: str, target_kind: str, target_id: str
 def add_match(session: Session, *, match: NewMatch) -> tuple[Match, bool]:
     """Record the match unless it is already recorded (a finding pair in either direction); the row and whether
     it is new. Two processes recording the same pair at once (each matching one of its items) record it once:
-    the pair key is unique."""
+    the pair key is unique. A pair an examiner rejected (the same two sides, whatever their finding ids now) is
+    refused: the rejected match is returned, not new."""
     existing = _existing(session, match)
     if existing is not None:
         return existing, False
+    rejected = standing_rejection(session, match=match)
+    if rejected is not None:
+        return session.get_one(Match, rejected), False
     row = Match(**{name: getattr(match, name) for name in NewMatch.__dataclass_fields__},
                 pair_key=pair_key(modality=match.modality, finding_id=match.finding_id,
                                   target_kind=match.target_kind, target_id=match.target_id))
@@ -214,8 +225,8 @@ def add_match(session: Session, *, match: NewMatch) -> tuple[Match, bool]:
 def refresh_register_match(session: Session, *, match: Match, score: float, detail: dict[str, Any]) -> bool:
     """A register match proposed again, with what the register says now (a vehicle reported stolen since it was
     matched): its score and detail are updated, the earlier detail kept under "earlier" and the verdict left as
-    it is; whether anything changed. Finding-to-finding matches, and superseded ones, are left alone."""
-    if match.target_kind == "finding" or match.superseded_at is not None:
+    it is; whether anything changed. Finding-to-finding matches, superseded and rejected ones are left alone."""
+    if match.target_kind == "finding" or match.superseded_at is not None or match.status == "rejected":
         return False
     current = {key: value for key, value in match.detail.items() if key != "earlier"}
     if current == detail and match.score == score:

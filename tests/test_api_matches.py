@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from api.main import create_app
 from api.routes.matches import Modality, Status
-from storage import audit, persons, vehicles
+from storage import audit, persons, reviews, vehicles
 from storage.db import transaction
 from storage.fakes import MemoryObjectStore
 from storage.matches import MATCH_STATUSES, MODALITIES, Match
@@ -142,18 +142,23 @@ def test_an_items_matches_show_both_sides_and_never_name_an_unassigned_case(clie
     assert {m["finding"]["evidence_id"] for m in listed} == {world.a}  # `a` was matched last: side A everywhere
     other, hidden = world.cases[OTHER], world.cases[HIDDEN]
     by_target = _by_target(listed)
-    assert set(by_target) == {("vehicle", None), ("person", None), ("finding", other), ("finding", "not_assigned")}
+    assert set(by_target) == {("vehicle", None), ("person", "unconfirmed"), ("finding", other),
+                              ("finding", "not_assigned")}
     car = by_target["vehicle", None]
     assert car["method"] == "tolerant" and car["modality"] == "plate" and car["status"] == "candidate"
     assert car["reviewed_by"] is None and car["reviewed_at"] is None and car["superseded_at"] is None
-    assert car["target"]["vehicle"]["owner_national_number"] == OWNER and car["target"]["record_id"] == world.vehicle_id
+    # Register data behind a candidate is withheld from an investigator until an examiner confirms it (issue 13).
+    assert car["target"]["vehicle"]["owner_withheld"] is True and car["target"]["record_id"] == world.vehicle_id
+    assert car["target"]["vehicle"]["owner_national_number"] is None and OWNER not in response.text
     assert car["detail"]["confusions"] == ["8->B at 3"] and car["detail"]["vehicle_status"] == "stolen"
     assert car["finding"]["analyzer_version"] == "2.1.0" and car["finding"]["case_reference"] == HOME
     linked = by_target["finding", other]
     assert linked["target"]["evidence_id"] == world.b and linked["target"]["case_reference"] == OTHER
     assert linked["target"]["finding_kind"] == "plates.plate" and linked["other_case"] is True
     assert linked["detail"]["other_reading"] and linked["detail"]["reading"]
-    assert by_target["person", None]["target"]["person"]["national_number"] == OWNER
+    unconfirmed = by_target["person", "unconfirmed"]
+    assert unconfirmed["target"]["person"] is None and unconfirmed["target"]["record_id"] is None
+    assert unconfirmed["detail"] is None and unconfirmed["detail_withheld"] is True
     unassigned = [m for m in listed if m["target"]["withheld"] == "not_assigned"]
     assert len(unassigned) == 2  # the plate and the national number read in the hidden case
     for match in unassigned:
@@ -179,13 +184,20 @@ def test_other_cases_and_register_persons_need_a_purpose_and_are_audited_per_per
     refused = _problem(client.get(f"{V1}/matches/{person_match}", headers=ivy), 403)
     assert "purpose" in refused["title"].lower()
     _problem(client.get(f"{V1}/matches/{person_match}", headers={**ivy, **purpose(HIDDEN)}), 403)
+    candidate = _ok(client.get(f"{V1}/matches/{person_match}", headers={**ivy, **WHY}))
+    assert candidate["target"]["withheld"] == "unconfirmed" and OWNER not in str(candidate)  # issue 13
+    with transaction(client.app.state.session_factory) as session:  # type: ignore[attr-defined]
+        reviews.decide(session, match=session.get_one(Match, person_match), verdict="confirmed",
+                       reason="national number read twice, same person", examiner="eva")
     shown = _ok(client.get(f"{V1}/matches/{person_match}", headers={**ivy, **WHY}))
     assert shown["target"]["person"]["id"] == world.person_id and shown["detail"]["value"] == OWNER
     consulted = _audit(client, person=OWNER, actor="ivy")
     assert len(consulted) == 1 and consulted[0].purpose_case == HOME and consulted[0].resource_id == person_match
+    assert consulted[0].action == "disclosure"  # the first release of a confirmed match to this investigator
     _ok(client.get(f"{V1}/cases/{world.cases[HOME]}/matches", headers={**ivy, **WHY}))
     latest = _audit(client, person=OWNER, actor="ivy")
     assert len(latest) == 2 and latest[-1].detail["cases_shown"] == [world.cases[OTHER]]
+    assert latest[-1].action == "consultation"
     assert world.cases[HIDDEN] not in str(latest[-1].detail)
 
 

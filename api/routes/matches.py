@@ -18,6 +18,11 @@ What a reader sees of a match (the rule, for both listings and `GET /matches/{id
 * a register record: a vehicle is shown as the vehicle register shows it (plate, make, model, colour and status
   are not personal data; its owner's national number only with a purpose); a person only with a stated purpose
   (withheld as "purpose" in listings, 403 for one match), like the persons register;
+* register data behind a match (a person, a vehicle's owner) is withheld from investigators until a forensic
+  examiner has confirmed the match (the EU Prüm II rule, `api.routes.reviews`): the person side reads "unconfirmed"
+  (with the match's `detail`), a vehicle is shown without its owner; examiners and supervisors see it as above, to
+  review it. The first release of a confirmed match's register data to each investigator is logged as a
+  "disclosure" (`storage.review_records.MatchDisclosure`; later ones are consultations);
 * a finding shown lists its derived files (face and plate crops) as links to `/findings/{id}/artifacts/{n}`,
   so a reviewer compares both sides; `detail` (both readings, the vehicle's status, distances, inliers and
   homography, paired minutiae) is shown only when both sides are, minimised per role like findings
@@ -59,6 +64,7 @@ from api.principal import Principal
 from api.problems import Problem
 from api.routes.persons import person_read
 from api.routes.registers import OptionalPurpose
+from api.routes.reviews import REVIEW_ROLES
 from api.routes.vehicles import vehicle_read
 from api.schemas.matches import (
     ArtifactLink,
@@ -69,7 +75,7 @@ from api.schemas.matches import (
     PlateSearchRead,
     VehicleHitRead,
 )
-from storage import match_queries, persons, vehicles
+from storage import match_queries, persons, review_records, vehicles
 from storage.identifiers import national_number_digits, parse_national_number, plate_key
 from storage.match_queries import FindingShown, KeyedFinding
 from storage.matches import Match
@@ -95,6 +101,7 @@ class Viewpoint:
     visible: dict[str, bool] = field(default_factory=dict)
     persons: list[str] = field(default_factory=list)
     cases_shown: set[str] = field(default_factory=set)
+    disclosed: list[str] = field(default_factory=list)  # confirmed matches whose register data an investigator saw
 
     def sees(self, session: Session, case_id: str) -> bool:
         if case_id not in self.visible:
@@ -120,21 +127,29 @@ def _finding_side(session: Session, view: Viewpoint, references: dict[str, str],
 
 
 def _register_side(session: Session, view: Viewpoint, match: Match) -> MatchSideRead:
+    reviewer = view.principal.has(*REVIEW_ROLES)
+    released = reviewer or match.status == "confirmed"  # investigators: only once an examiner has confirmed it
     if match.target_kind == "vehicle":
         vehicle = vehicles.get_vehicle(session, vehicle_id=match.target_id)
         if vehicle is None:
             return MatchSideRead(kind="vehicle", withheld="gone", record_id=match.target_id)
-        show_owner = view.purpose is not None
+        show_owner = view.purpose is not None and released
         if show_owner and vehicle.owner_national_number:
             view.persons.append(vehicle.owner_national_number)
+            if not reviewer:
+                view.disclosed.append(match.id)
         return MatchSideRead(kind="vehicle", analyzer=match.target_analyzer, record_id=vehicle.id,
                              vehicle=vehicle_read(vehicle, show_owner=show_owner))
     if view.purpose is None:
         return MatchSideRead(kind="person", withheld="purpose")
+    if not released:
+        return MatchSideRead(kind="person", withheld="unconfirmed")
     person = persons.get_person_by_id(session, person_id=match.target_id)
     if person is None:
         return MatchSideRead(kind="person", withheld="gone", record_id=match.target_id)
     view.persons.append(person.national_number)
+    if not reviewer:
+        view.disclosed.append(match.id)
     return MatchSideRead(kind="person", analyzer=match.target_analyzer, record_id=person.id,
                          person=person_read(session, person))
 
@@ -152,7 +167,7 @@ def _read(session: Session, view: Viewpoint, match: Match, references: dict[str,
                                version=match.target_version)
     else:
         side_b = _register_side(session, view, match)
-    hidden = any(side.withheld in ("not_assigned", "purpose") for side in (side_a, side_b))
+    hidden = any(side.withheld in ("not_assigned", "purpose", "unconfirmed") for side in (side_a, side_b))
     detail = None if hidden else minimise(view.principal, dict(match.detail))
     if detail is not None and match.finding_kind == NATIONAL_NUMBER_KIND and detail.get("value"):
         view.persons.append(str(detail["value"]))
@@ -166,7 +181,8 @@ def _read(session: Session, view: Viewpoint, match: Match, references: dict[str,
 
 
 def _answer(request: Request, session: Session, view: Viewpoint, found: Sequence[Match]) -> list[MatchRead]:
-    """The matches as `view` may see them; the persons and other cases shown go to the audit entry."""
+    """The matches as `view` may see them; the persons and other cases shown go to the audit entry, which is a
+    disclosure when the register data of a confirmed match was shown to this investigator for the first time."""
     cases = {case for match in found for case in (match.case_id, match.target_case_id) if case is not None}
     references = match_queries.case_references(session, case_ids=[c for c in cases if view.sees(session, c)])
     shown = match_queries.findings_shown(session, finding_ids=[finding for m in found for finding in (
@@ -176,6 +192,10 @@ def _answer(request: Request, session: Session, view: Viewpoint, found: Sequence
     note = note_of(request)
     if note is not None and view.cases_shown:
         note.detail["cases_shown"] = sorted(view.cases_shown)
+    first = review_records.record_disclosures(session, match_ids=view.disclosed, recipient=view.principal.name)
+    if note is not None and first:
+        note.action = "disclosure"
+        note.detail["disclosed_matches"] = first
     return answered
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from api.schemas.registers import PersonRead, VehicleRead
 
-Withheld = Literal["not_assigned", "purpose", "gone"]
+Withheld = Literal["not_assigned", "purpose", "unconfirmed", "gone"]
 
 
 class ArtifactLink(BaseModel):
@@ -30,7 +30,8 @@ class MatchSideRead(BaseModel):
 
     `withheld` is set when the side is not shown: "not_assigned" (a finding in a case the reader may not see:
     nothing of it is named; ask a supervisor about the match id), "purpose" (a finding in another case the reader
-    may see, or a person of the register: shown with a stated purpose), "gone" (a register record deleted since).
+    may see, or a person of the register: shown with a stated purpose), "unconfirmed" (a person of the register,
+    to an investigator, until an examiner confirms the match), "gone" (a register record deleted since).
     """
 
     kind: Literal["finding", "vehicle", "person"]
