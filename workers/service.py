@@ -13,6 +13,7 @@ from storage import checkpoints
 from storage.db import make_engine, migrate, session_factory
 from storage.objectstore import S3ObjectStore
 from storage.settings import Settings, get_settings
+from workers import delivery
 from workers.analyzers import registry
 from workers.analyzers.base import Analyzer
 from workers.dispatcher import Dispatcher
@@ -91,10 +92,14 @@ def main() -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     # Signed checkpoints of the audit and custody chain heads, outside the record store (storage.checkpoints).
     checkpoints.start_periodic(settings, dispatcher.factory, dispatcher.store, stop)
+    # Webhook deliveries from the durable outbox (workers.delivery); loopback receivers only outside production.
+    deliveries = delivery.start(dispatcher.factory, stop, allow_loopback=settings.environment != "production")
     try:
         dispatcher.warm_up()
         dispatcher.run(stop)
     finally:
+        stop.set()
+        deliveries.join(timeout=30)
         dispatcher.drain(timeout=10)
         dispatcher.runtime.shutdown()
         log.info("worker service stopped")
