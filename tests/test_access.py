@@ -37,9 +37,9 @@ PUBLIC = {("GET", f"{V1}/health"), ("POST", f"{V1}/auth/token"), ("POST", f"{V1}
 # Every path parameter the API uses, by what it names: those naming a case or what belongs to one are case-scoped
 # (another case's is 404, the same as a missing one). A route with a parameter not listed here fails the walk
 # below until it is listed (and its case scope checked).
-CASE_PARAMETERS = ("case_id", "evidence_id", "finding_id", "request_id", "match_id")
+CASE_PARAMETERS = ("case_id", "evidence_id", "finding_id", "request_id", "match_id", "lead_id")
 OTHER_PARAMETERS = ("username", "key_id", "index", "person_id", "vehicle_id", "watchlist_id", "record_id",
-                    "register")
+                    "register", "subscription_id", "delivery_id")
 CASE_SCOPED = re.compile(r"\{(" + "|".join(CASE_PARAMETERS) + r")\}")
 # Fields of a request body naming a case or what belongs to one: a route whose body has one needs a body here
 # (naming case A's records), so that the walk checks its case scope.
@@ -51,6 +51,7 @@ BODIES: dict[str, Any] = {
     f"{V1}/fingerprints/searches": {"probe_evidence_id": "{evidence_id}"},
     f"{V1}/search/faces": {"evidence_id": "{evidence_id}"},
     f"{V1}/search/images": {"evidence_id": "{evidence_id}"},
+    f"{V1}/subscriptions": {"url": "https://hooks.example.org/locard", "case_id": "{case_id}"},
 }
 SEARCH_REQUESTS = f"{V1}/search/requests/"  # their {request_id} is a face or image search's, not a fingerprint's
 

@@ -106,6 +106,22 @@ ROUTE_ROLES: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/search/national-numbers"): MATCHING,
     ("POST", "/search/faces"): MATCHING, ("POST", "/search/images"): MATCHING,
     ("GET", "/search/requests/{request_id}"): MATCHING,
+    # Leads and the identity graph (issue 13): who searches across cases.
+    ("GET", "/cases/{case_id}/leads"): MATCHING, ("GET", "/leads/{lead_id}"): MATCHING, ("GET", "/graph"): MATCHING,
+    # The review of matches (issue 13): examiners decide, supervisors reopen and assign, both read the rest.
+    ("POST", "/matches/{match_id}/decisions"): frozenset({FORENSIC_EXAMINER}),
+    ("GET", "/matches/{match_id}/decisions"): frozenset({FORENSIC_EXAMINER, SUPERVISOR}),
+    ("POST", "/matches/{match_id}/reopen"): frozenset({SUPERVISOR}),
+    ("PUT", "/matches/{match_id}/assignment"): frozenset({SUPERVISOR}),
+    ("GET", "/reviews/queue"): frozenset({FORENSIC_EXAMINER, SUPERVISOR}),
+    ("GET", "/reviews/calibration"): frozenset({FORENSIC_EXAMINER, SUPERVISOR}),
+    # Real-time delivery (issue 13): each role with case data, on its own subscriptions and the events it sees.
+    ("POST", "/subscriptions"): CASES, ("GET", "/subscriptions"): CASES,
+    ("GET", "/subscriptions/{subscription_id}"): CASES, ("DELETE", "/subscriptions/{subscription_id}"): CASES,
+    ("GET", "/subscriptions/{subscription_id}/deliveries"): CASES,
+    ("GET", "/subscriptions/{subscription_id}/deliveries/{delivery_id}"): CASES,
+    ("POST", "/subscriptions/{subscription_id}/deliveries/{delivery_id}/replay"): CASES,
+    ("POST", "/subscriptions/{subscription_id}/replay"): CASES, ("GET", "/events/stream"): CASES,
 }
 STREAMED = {("POST", "/cases/{case_id}/evidence"), ("POST", "/registers/{register}/import")}  # not JSON, own caps
 FORM = {("POST", "/auth/token"), ("POST", "/auth/revoke")}  # form bodies
@@ -177,7 +193,8 @@ def world(client: TestClient) -> World:
         ids = {"case_id": cases[HOME], "evidence_id": a.id, "finding_id": finding_id, "match_id": person_match,
                "request_id": request.id, "search_request_id": face_search.id, "person_id": owner_id,
                "vehicle_id": car.id, "watchlist_id": watch.id, "record_id": record.id, "register": "persons",
-               "username": "victim", "key_id": "no-such-key", "index": "0"}
+               "username": "victim", "key_id": "no-such-key", "index": "0",
+               "subscription_id": "no-such-subscription", "delivery_id": "1", "lead_id": "no-such-lead"}
     return World(ids, owner["national_number"], second["national_number"], person_match, cases)
 
 

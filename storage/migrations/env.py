@@ -4,7 +4,19 @@ from alembic import context
 from sqlalchemy import create_engine
 
 # Imported for their tables, which are part of the metadata.
-from storage import accounts, apikeys, audit, matches, persons, tenprints, vehicles, watchlists  # noqa: F401
+from storage import (  # noqa: F401
+    accounts,
+    apikeys,
+    audit,
+    events,
+    graph,
+    matches,
+    persons,
+    subscriptions,
+    tenprints,
+    vehicles,
+    watchlists,
+)
 from storage.tables import Base
 
 config = context.config
