@@ -13,14 +13,21 @@ import json
 import re
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from storage.media import SNIFF_BYTES, sniff_media_type
 from storage.messages import UpstreamFinding
 from workers.analyzers import registry
-from workers.analyzers.base import AnalysisFailed, AnalysisLimits, Analyzer, EvidenceFile, FindingData
-from workers.planning import analyzers_to_queue
+from workers.analyzers.base import (
+    AnalysisFailed,
+    AnalysisLimits,
+    Analyzer,
+    EvidenceFile,
+    FindingData,
+    PageRange,
+)
+from workers.planning import analyzers_to_queue, first_range, next_range
 
 
 @dataclass(frozen=True)
@@ -97,29 +104,58 @@ def _peak_kb() -> int:
 
 
 def run_file(analyzers: dict[str, Analyzer], item: EvidenceFile, limits: AnalysisLimits) -> list[Outcome]:
-    """Every planned analyzer's outcome on `item`."""
+    """Every planned analyzer's outcome on `item`. A paged analyzer reads the item in page-range jobs, as the
+    dispatcher queues them (`workers.planning`): its outcome is the worst job's (time, CPU, memory; the first
+    that did not succeed), with the findings of all, since the budgets hold per job."""
     outcomes = []
     upstream: dict[str, list[UpstreamFinding]] = {}
     for name in planned(analyzers, item):
         analyzer = analyzers[name]
         needs = {need: upstream[need] for need in type(analyzer).requires if need in upstream}
         given = EvidenceFile(**{**item.__dict__, "upstream": needs})
-        _reset_peak()
-        before = _resident_kb()
-        started, cpu_started = time.perf_counter(), _cpu_seconds()
+        jobs: list[Outcome] = []
         findings: list[FindingData] = []
-        try:
-            findings = analyzer.analyze(given, limits)
-            json.dumps([finding.data for finding in findings], allow_nan=False)  # what the record store needs
-            status, detail = "succeeded", ""
-        except AnalysisFailed as exc:
-            status, detail = "refused", f"{type(exc).__name__}: {exc}"
-        except Exception as exc:  # recorded, and the test fails on it
-            status, detail = "error", f"{type(exc).__module__}.{type(exc).__name__}: {exc}"
-        seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
-        peak = max(0, _peak_kb() - before) / 1024
-        if status == "succeeded":
+        pages: PageRange | None = None
+        while True:
+            outcome, found, total, pages = _job(analyzer, given, limits, pages)
+            jobs.append(outcome)
+            findings += found
+            following = next_range([pages.first, pages.last], total, limits) if pages is not None else None
+            if outcome.status != "succeeded" or following is None:
+                break
+            pages = following
+        failed = next((job for job in jobs if job.status != "succeeded"), None)
+        if failed is None:
             upstream[name] = [finding.as_upstream() for finding in findings]
-        outcomes.append(Outcome(name, status, detail[:300], round(seconds, 3), round(peak, 1), len(findings),
-                                round(cpu, 3)))
+        outcomes.append(Outcome(name, failed.status if failed else "succeeded", failed.detail if failed else "",
+                                max(job.seconds for job in jobs), max(job.peak_mb for job in jobs), len(findings),
+                                max(job.cpu_seconds for job in jobs)))
     return outcomes
+
+
+def _job(analyzer: Analyzer, given: EvidenceFile, limits: AnalysisLimits,
+         pages: PageRange | None) -> tuple[Outcome, list[FindingData], int | None, PageRange | None]:
+    """One job of `analyzer` on `given` (of a paged analyzer: the range `pages`, the first when None, counted
+    inside the job as the actor counts it); its outcome, findings, the page count and the range read."""
+    _reset_peak()
+    before = _resident_kb()
+    started, cpu_started = time.perf_counter(), _cpu_seconds()
+    findings: list[FindingData] = []
+    total: int | None = None
+    try:
+        job_limits = limits
+        if analyzer.paged:
+            total = analyzer.page_count(given, limits)
+            pages = pages or first_range(total, limits)
+            job_limits = replace(limits, pages=pages)
+        findings = analyzer.analyze(given, job_limits)
+        json.dumps([finding.data for finding in findings], allow_nan=False)  # what the record store needs
+        status, detail = "succeeded", ""
+    except AnalysisFailed as exc:
+        status, detail = "refused", f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # recorded, and the test fails on it
+        status, detail = "error", f"{type(exc).__module__}.{type(exc).__name__}: {exc}"
+    seconds, cpu = time.perf_counter() - started, _cpu_seconds() - cpu_started
+    peak = max(0, _peak_kb() - before) / 1024
+    return (Outcome(analyzer.name, status, detail[:300], round(seconds, 3), round(peak, 1), len(findings),
+                    round(cpu, 3)), findings, total, pages if analyzer.paged else None)

@@ -103,6 +103,15 @@ def get_request(request: Request, request_id: Annotated[str, Path(max_length=64)
                         and visible_evidence(session, principal, found.candidate_evidence_id) is None)
     if found is None or probe is None or candidate_hidden:
         raise Problem(404, "Match request not found", f"There is no match request {request_id}.")
+    result, parameters = request_as_seen(request, session, principal, found=found, probe=probe)
+    read = MatchRequestRead.model_validate(found)
+    return read.model_copy(update={"result": result, "parameters": parameters})
+
+
+def request_as_seen(request: Request, session: Session, principal: Principal, *, found: MatchRequest,
+                    probe: Evidence) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A request's result and parameters as `principal` may see them (candidates and requested cases only in
+    the cases they see); the request and the other cases shown are noted for the audit log."""
     listed = visible_case_ids(session, principal)
     visible = set(listed) if listed is not None else None
     result = matching.result_for_cases(found.result, case_ids=visible)
@@ -115,8 +124,7 @@ def get_request(request: Request, request_id: Annotated[str, Path(max_length=64)
         shown = matching.result_case_ids(result)
         if shown:
             note.detail["cases_shown"] = shown
-    read = MatchRequestRead.model_validate(found)
-    return read.model_copy(update={"result": result, "parameters": parameters})
+    return result, parameters
 
 
 @router.get("/evidence/{evidence_id}/fingerprint-template", response_class=Response,

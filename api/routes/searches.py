@@ -39,10 +39,11 @@ from api.deps import (
 )
 from api.principal import Principal
 from api.problems import Problem
+from api.routes.fingerprints import request_as_seen
 from api.routes.persons import person_read
 from api.routes.registers import REGISTER_READ_ROLES
 from api.schemas.searches import FaceSearchCreate, ImageSearchCreate, SearchCreate, SearchRequestRead
-from storage import matching, persons, searches
+from storage import persons, searches
 from storage.tables import MatchRequest
 
 router = APIRouter(prefix="/search", tags=["searches"])
@@ -102,18 +103,7 @@ def get_search(request: Request, principal: Searcher, request_id: Annotated[str,
     probe = visible_evidence(session, principal, found.probe_evidence_id) if found is not None else None
     if found is None or probe is None:
         raise Problem(404, "Search request not found", f"There is no search request {request_id}.")
-    listed = visible_case_ids(session, principal)
-    visible = set(listed) if listed is not None else None
-    result = matching.result_for_cases(found.result, case_ids=visible)
-    parameters: dict[str, Any] = dict(found.parameters)
-    if visible is not None and isinstance(parameters.get("case_ids"), list):
-        parameters["case_ids"] = [case for case in parameters["case_ids"] if case in visible]
-    note = note_of(request)
-    if note is not None:
-        note.case_id, note.resource_id = probe.case_id, found.id
-        shown = matching.result_case_ids(result)
-        if shown:
-            note.detail["cases_shown"] = shown
+    result, parameters = request_as_seen(request, session, principal, found=found, probe=probe)
     result = _with_persons(request, session, principal, result)
     read = SearchRequestRead.model_validate(found)
     return read.model_copy(update={"result": result, "parameters": parameters})
