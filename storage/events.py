@@ -29,6 +29,7 @@ from sqlalchemy import JSON, Integer, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from storage import subscriptions
+from storage.matches import Match
 from storage.tables import Base, utcnow
 
 MATCH_CREATED = "match.created"
@@ -74,6 +75,15 @@ def publish(session: Session, *, kind: str, case_ids: Sequence[str], watchlist_i
     subscriptions.fan_out(session, event_id=event.id, kind=kind, case_ids=cases, watchlist_ids=watched,
                           at=event.created_at)
     return event
+
+
+def publish_match(session: Session, *, kind: str, match: Match) -> list[Event]:
+    """Tell each case on the match's sides about it (one event per case: a subscriber sees the events of the
+    cases they may see), with the match's id and state only; the rest is read through the API, audited."""
+    payload = {"match_id": match.id, "modality": match.modality, "status": match.status, "score": match.score,
+               "threshold": match.threshold, "target_kind": match.target_kind}
+    cases = [case for case in (match.case_id, match.target_case_id) if case]
+    return [publish(session, kind=kind, case_ids=[case], payload=payload) for case in dict.fromkeys(cases)]
 
 
 def get_event(session: Session, *, event_id: int) -> Event | None:

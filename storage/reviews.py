@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from storage import events
 from storage.matches import Match
 from storage.review_records import REOPENED, VERDICTS, MatchDecision, MatchDisclosure, pair_identity
 from storage.tables import Evidence, Finding, utcnow
@@ -82,6 +83,8 @@ def decide(session: Session, *, match: Match, verdict: str, reason: str, examine
                              regions=identity.regions if identity else None)
     session.add(decision)
     session.flush()
+    events.publish_match(session, kind=events.MATCH_CONFIRMED if verdict == "confirmed" else events.MATCH_REJECTED,
+                         match=match)
     return decision
 
 

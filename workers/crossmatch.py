@@ -10,6 +10,7 @@ indexes in memory and runs it in two transactions:
 2. `crossmatch`, committed with the job's end: matches of findings replaced since are marked superseded
    (`storage.matches.supersede_stale`), and each registered matcher proposes matches for the findings it
    consumes, recorded idempotently (`storage.matches.add_match`); the run is written in the item's custody log.
+   Each new match is published to the cases on its sides (`storage.events`, delivered to their subscribers).
    A register match found again whose record changed since (a vehicle reported stolen after it was matched)
    gets the record's state now (`storage.matches.refresh_register_match`), so its alert is raised. An item that
    is a person's reference photo queues the re-matching of that person (its faces were not known when it was
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage import jobs, matches
+from storage import events, jobs, matches
 from storage.objectstore import ObjectStore
 from storage.persons import persons_pictured
 from storage.rematch import queue_rematch
@@ -159,6 +160,8 @@ def _crossmatch(session: Session, *, evidence_id: str,
                 target_evidence_id=proposal.target_evidence_id, target_case_id=proposal.target_case_id,
                 detail=proposal.detail))
             new += added
+            if added:
+                events.publish_match(session, kind=events.MATCH_CREATED, match=row)
             if not added and matches.refresh_register_match(session, match=row, score=proposal.score,
                                                             detail=proposal.detail):
                 refreshed += 1
